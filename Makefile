@@ -1,0 +1,125 @@
+# podlogs — build, run and test. Tools are pinned in tools/go.mod (and
+# protoc-gen-go in go.mod, to match the protobuf runtime) and built into
+# .cache/bin; nothing is assumed to be installed but Go, Java 17 and Maven.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+CACHE    ?= $(CURDIR)/.cache
+BIN      := $(CURDIR)/bin
+TOOLBIN  := $(CACHE)/bin
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+OPENSEARCH_VERSION ?= 2.19.6
+GOTEST   ?= go test
+# Integration tests share one OpenSearch node per test binary; give slow
+# machines room.
+TEST_TIMEOUT ?= 20m
+FUZZTIME ?= 5s
+
+export PATH := $(TOOLBIN):$(PATH)
+export OPENSEARCH_VERSION
+export PODLOGS_CACHE_DIR := $(CACHE)
+
+COMMANDS := forwarder/cmd/forwarder aggregator/cmd/aggregator cmd/loggen cmd/devstack
+
+.PHONY: build
+build: ## build the binaries into bin/
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(COMMANDS))
+
+.PHONY: run
+run: build opensearch-dist ## start OpenSearch, the aggregator, a forwarder and a log generator
+	$(BIN)/devstack --bin=$(BIN) --dir=$(CURDIR)/.run
+
+.PHONY: tools
+tools: $(TOOLBIN)/buf $(TOOLBIN)/protoc-gen-go $(TOOLBIN)/protoc-gen-go-grpc $(TOOLBIN)/staticcheck
+
+$(TOOLBIN)/buf $(TOOLBIN)/protoc-gen-go-grpc $(TOOLBIN)/staticcheck: tools/go.mod tools/go.sum
+	@mkdir -p $(TOOLBIN)
+	cd tools && go build -o $(TOOLBIN)/ github.com/bufbuild/buf/cmd/buf google.golang.org/grpc/cmd/protoc-gen-go-grpc honnef.co/go/tools/cmd/staticcheck
+
+$(TOOLBIN)/protoc-gen-go: go.mod go.sum
+	@mkdir -p $(TOOLBIN)
+	go build -o $(TOOLBIN)/ google.golang.org/protobuf/cmd/protoc-gen-go
+
+.PHONY: proto
+proto: tools ## regenerate the Go code of proto/
+	buf lint
+	buf generate
+
+.PHONY: check-proto
+check-proto: tools ## fail if proto/ does not lint or its generated code is stale
+	buf lint
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	buf generate -o $$tmp; \
+	diff -ru -x '*.proto' $$tmp/proto proto || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+
+.PHONY: fmt
+fmt:
+	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
+
+.PHONY: vet
+vet:
+	go vet ./...
+
+.PHONY: lint
+lint: tools vet ## gofmt, go vet, staticcheck, buf lint
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	staticcheck ./...
+	buf lint
+
+.PHONY: opensearch-dist
+opensearch-dist: ## download (once) and unpack the OpenSearch integ-test distribution
+	bash scripts/opensearch-dist.sh $(CACHE) >/dev/null
+
+.PHONY: test
+test: lint check-proto opensearch-dist ## everything CI runs: lint, generated code, unit + integration tests with -race, fuzz and benchmark smoke runs
+	$(GOTEST) -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz bench-smoke
+
+.PHONY: test-unit
+test-unit: ## unit tests only (no OpenSearch)
+	$(GOTEST) -race -short -count=1 ./...
+
+.PHONY: test-race
+test-race: opensearch-dist
+	$(GOTEST) -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: e2e
+e2e: opensearch-dist ## the end-to-end tests alone
+	$(GOTEST) -race -count=1 -timeout $(TEST_TIMEOUT) -run 'E2E' -v ./e2e/
+
+# Every fuzz target runs for a short fixed time so they never rot.
+FUZZ_TARGETS := \
+	./internal/cri:FuzzFramer \
+	./internal/cri:FuzzParseRecord \
+	./internal/podpath:FuzzParse \
+	./forwarder/internal/checkpoint:FuzzDecode \
+	./aggregator/internal/document:FuzzAppend
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { go test -run '^$$' -fuzz "^$$fn$$" -fuzztime 1x $$pkg; exit 1; }; \
+	done
+
+.PHONY: bench-smoke
+bench-smoke: ## run every micro-benchmark once, so they never rot
+	$(GOTEST) -run '^$$' -bench . -benchtime 1x -short ./... >/dev/null
+
+.PHONY: bench
+bench: ## micro-benchmarks with allocation counts
+	$(GOTEST) -run '^$$' -bench . -benchmem -count 1 ./internal/... ./forwarder/... ./aggregator/...
+
+.PHONY: clean
+clean:
+	rm -rf $(BIN) .run
+
+.PHONY: help
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'

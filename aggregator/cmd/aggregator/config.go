@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/podlogs/podlogs/internal/envflag"
+)
+
+type config struct {
+	ID                 string
+	ListenAddr         string
+	AdminAddr          string
+	DataDir            string
+	MaxMessageBytes    int
+	MaxConnectionAge   time.Duration
+	ShutdownGrace      time.Duration
+	NATSURL            string
+	NATSEmbeddedListen string
+	StreamName         string
+	SubjectPrefix      string
+	StreamMaxBytes     int64
+	StreamMaxAge       time.Duration
+	StreamReplicas     int
+	DuplicateWindow    time.Duration
+	PublishMaxPending  int
+	ConsumerName       string
+	MaxAckPending      int
+	AckWait            time.Duration
+	OpenSearchURL      string
+	OpenSearchUser     string
+	OpenSearchPassword string
+	Index              string
+	DeadLetterIndex    string
+	BulkWorkers        int
+	BulkDocs           int
+	BulkBytes          int
+	FlushInterval      time.Duration
+	LogLevel           string
+	LogFormat          string
+	ShowVersion        bool
+}
+
+func parseConfig(args []string) (config, error) {
+	var c config
+	hostname, _ := os.Hostname()
+	fs := flag.NewFlagSet("aggregator", flag.ContinueOnError)
+	fs.StringVar(&c.ID, "id", hostname, "name of this replica in logs and in the forwarders' logs (the pod name)")
+	fs.StringVar(&c.ListenAddr, "listen", ":7370", "gRPC address forwarders stream to")
+	fs.StringVar(&c.AdminAddr, "admin-addr", ":9370", "address for /metrics, /healthz and /readyz")
+	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/podlogs", "directory for the embedded JetStream store")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 16<<20, "largest gRPC message accepted from a forwarder")
+	fs.DurationVar(&c.MaxConnectionAge, "max-connection-age", 5*time.Minute, "forwarders reconnect after this long, so new replicas get streams")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "on SIGTERM, how long in-flight batches may take before streams are cut")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS cluster URL(s); empty starts an embedded JetStream server")
+	fs.StringVar(&c.NATSEmbeddedListen, "nats-embedded-listen", "", "host:port the embedded NATS server also listens on (empty: in-process only)")
+	fs.StringVar(&c.StreamName, "nats-stream", "PODLOGS", "JetStream stream name")
+	fs.StringVar(&c.SubjectPrefix, "nats-subject-prefix", "podlogs.docs", "subjects are <prefix>.<namespace>")
+	fs.Int64Var(&c.StreamMaxBytes, "nats-stream-max-bytes", 1<<30, "stream size limit; when full, publishes are refused and forwarders slow down")
+	fs.DurationVar(&c.StreamMaxAge, "nats-stream-max-age", 24*time.Hour, "oldest document the stream keeps")
+	fs.IntVar(&c.StreamReplicas, "nats-stream-replicas", 1, "stream replicas (3 in a NATS cluster)")
+	fs.DurationVar(&c.DuplicateWindow, "nats-duplicate-window", 2*time.Minute, "JetStream drops a resent document within this window")
+	fs.IntVar(&c.PublishMaxPending, "nats-publish-max-pending", 4096, "asynchronous publishes awaiting an ack, at most")
+	fs.StringVar(&c.ConsumerName, "nats-consumer", "opensearch", "durable consumer shared by the bulk writers of every replica")
+	fs.IntVar(&c.MaxAckPending, "nats-max-ack-pending", 20000, "documents delivered to writers and not yet acked, at most")
+	fs.DurationVar(&c.AckWait, "nats-ack-wait", 2*time.Minute, "redeliver a document not acked within this time; must exceed the slowest bulk request")
+	fs.StringVar(&c.OpenSearchURL, "opensearch-url", "http://localhost:9200", "OpenSearch URL")
+	fs.StringVar(&c.OpenSearchUser, "opensearch-user", "", "OpenSearch basic auth user")
+	fs.StringVar(&c.OpenSearchPassword, "opensearch-password", "", "OpenSearch basic auth password (prefer the environment variable)")
+	fs.StringVar(&c.Index, "index", "eks-pod-logs", "index documents are written to")
+	fs.StringVar(&c.DeadLetterIndex, "dead-letter-index", "", "index for documents OpenSearch rejects for good (default <index>-dlq)")
+	fs.IntVar(&c.BulkWorkers, "bulk-workers", 2, "concurrent bulk requests per replica")
+	fs.IntVar(&c.BulkDocs, "bulk-docs", 2000, "documents per bulk request, at most")
+	fs.IntVar(&c.BulkBytes, "bulk-bytes", 5<<20, "bulk request body size, at most (one larger document still goes alone)")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 500*time.Millisecond, "longest wait to fill a bulk request")
+	fs.StringVar(&c.LogLevel, "log.level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log.format", "json", "text or json")
+	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
+	envflag.Usage(fs)
+	if err := envflag.Parse(fs, args, nil); err != nil {
+		return c, err
+	}
+	if c.DeadLetterIndex == "" {
+		c.DeadLetterIndex = c.Index + "-dlq"
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("--id is empty and the hostname is unknown"))
+	}
+	if u, err := url.Parse(c.OpenSearchURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("--opensearch-url %q is not an http(s) URL", c.OpenSearchURL))
+	}
+	if c.Index == "" {
+		errs = append(errs, errors.New("--index is empty"))
+	}
+	if c.Index == c.DeadLetterIndex {
+		errs = append(errs, errors.New("--dead-letter-index must differ from --index"))
+	}
+	if c.NATSURL == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is needed for the embedded NATS server"))
+	}
+	for _, p := range []struct {
+		name string
+		v    int64
+	}{
+		{"max-message-bytes", int64(c.MaxMessageBytes)}, {"nats-stream-max-bytes", c.StreamMaxBytes},
+		{"nats-stream-replicas", int64(c.StreamReplicas)}, {"nats-publish-max-pending", int64(c.PublishMaxPending)},
+		{"nats-max-ack-pending", int64(c.MaxAckPending)}, {"bulk-workers", int64(c.BulkWorkers)},
+		{"bulk-docs", int64(c.BulkDocs)}, {"bulk-bytes", int64(c.BulkBytes)},
+	} {
+		if p.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %d", p.name, p.v))
+		}
+	}
+	if c.BulkWorkers*c.BulkDocs > c.MaxAckPending {
+		errs = append(errs, fmt.Errorf("--bulk-workers × --bulk-docs (%d) exceeds --nats-max-ack-pending (%d): writers would starve", c.BulkWorkers*c.BulkDocs, c.MaxAckPending))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"max-connection-age", c.MaxConnectionAge}, {"nats-stream-max-age", c.StreamMaxAge},
+		{"nats-duplicate-window", c.DuplicateWindow}, {"nats-ack-wait", c.AckWait}, {"flush-interval", c.FlushInterval},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", d.name, d.v))
+		}
+	}
+	if c.AckWait > 0 && c.AckWait < 30*time.Second {
+		errs = append(errs, fmt.Errorf("--nats-ack-wait %s is shorter than a slow bulk request may take; use 30s or more", c.AckWait))
+	}
+	return errors.Join(errs...)
+}

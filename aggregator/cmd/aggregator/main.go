@@ -1,0 +1,218 @@
+// Command aggregator takes record streams from forwarders, turns records into
+// documents, buffers them in NATS JetStream and bulk-writes them to OpenSearch.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/opensearch-project/opensearch-go/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/podlogs/podlogs/aggregator/internal/buffer"
+	"github.com/podlogs/podlogs/aggregator/internal/ingest"
+	"github.com/podlogs/podlogs/aggregator/internal/sink"
+	"github.com/podlogs/podlogs/internal/adminhttp"
+	"github.com/podlogs/podlogs/internal/logging"
+	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "aggregator:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg, err := parseConfig(args)
+	if err != nil {
+		return err
+	}
+	if cfg.ShowVersion {
+		fmt.Println(version)
+		return nil
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	// The buffer: an external NATS cluster, or an embedded server.
+	var embedded *natsserver.Server
+	natsOpts := []nats.Option{
+		nats.Name("podlogs-aggregator " + cfg.ID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS; publishing waits until it is back", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+		embedded, err = buffer.StartEmbedded(filepath.Join(cfg.DataDir, "jetstream"), cfg.NATSEmbeddedListen, log)
+		if err != nil {
+			return err
+		}
+		defer embedded.Shutdown()
+		natsOpts = append(natsOpts, nats.InProcessServer(embedded))
+	}
+	nc, err := nats.Connect(natsURL, natsOpts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(cfg.PublishMaxPending),
+		jetstream.WithPublishAsyncTimeout(10*time.Second),
+	)
+	if err != nil {
+		return fmt.Errorf("JetStream context: %w", err)
+	}
+	streamCfg := buffer.StreamConfig{
+		Name: cfg.StreamName, SubjectPrefix: cfg.SubjectPrefix, MaxBytes: cfg.StreamMaxBytes,
+		MaxAge: cfg.StreamMaxAge, Duplicates: cfg.DuplicateWindow, Replicas: cfg.StreamReplicas,
+	}
+	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelSetup()
+	if _, err := buffer.EnsureStream(setupCtx, js, streamCfg); err != nil {
+		return err
+	}
+	cons, err := js.CreateOrUpdateConsumer(setupCtx, cfg.StreamName,
+		sink.ConsumerConfig(cfg.ConsumerName, cfg.SubjectPrefix+".>", cfg.MaxAckPending, cfg.AckWait))
+	if err != nil {
+		return fmt.Errorf("create or update consumer %s: %w", cfg.ConsumerName, err)
+	}
+	cancelSetup()
+
+	osClient, err := opensearch.NewClient(opensearch.Config{
+		Addresses:    []string{cfg.OpenSearchURL},
+		Username:     cfg.OpenSearchUser,
+		Password:     cfg.OpenSearchPassword,
+		DisableRetry: true, // the sink retries through JetStream redelivery
+	})
+	if err != nil {
+		return fmt.Errorf("OpenSearch client: %w", err)
+	}
+	snk := sink.New(sink.Config{
+		Index: cfg.Index, DeadLetter: cfg.DeadLetterIndex, Workers: cfg.BulkWorkers, BulkDocs: cfg.BulkDocs,
+		BulkBytes: cfg.BulkBytes, FlushInterval: cfg.FlushInterval, BackoffMin: 250 * time.Millisecond, BackoffMax: 30 * time.Second,
+	}, osClient, cons, reg, log)
+
+	srv := ingest.New(ingest.Config{
+		AggregatorID: cfg.ID, MaxMessageBytes: cfg.MaxMessageBytes, ReadAheadBatches: 4, SubjectPrefix: cfg.SubjectPrefix,
+	}, buffer.NewPublisher(js, reg, log), reg, log)
+	grpcServer := grpc.NewServer(append(srv.ServerOptions(),
+		// Ageing connections makes forwarders reconnect now and then, which
+		// spreads them over replicas added since they connected.
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.ShutdownGrace,
+			Time: 30 * time.Second, Timeout: 10 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)...)
+	podlogsv1.RegisterIngestServiceServer(grpcServer, srv)
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen for forwarders on %s: %w", cfg.ListenAddr, err)
+	}
+	admin, err := adminhttp.New(cfg.AdminAddr, reg, func() error {
+		if !nc.IsConnected() {
+			return errors.New("not connected to NATS")
+		}
+		return nil
+	}, log)
+	if err != nil {
+		return err
+	}
+	log.Info("aggregator starting", "version", version, "id", cfg.ID, "listen", ln.Addr().String(), "admin", admin.Addr(),
+		"opensearch", cfg.OpenSearchURL, "index", cfg.Index, "nats", natsURLOrEmbedded(natsURL))
+
+	// Stop order: inputs first (gRPC), then the writer, then NATS.
+	sinkCtx, stopSink := context.WithCancel(context.Background())
+	defer stopSink()
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	goRun := func(f func() error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- f() }()
+	}
+	goRun(func() error { return admin.Run(adminCtx) })
+	goRun(func() error { return snk.Run(sinkCtx) })
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- grpcServer.Serve(ln) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		runErr = fmt.Errorf("gRPC server: %w", err)
+	}
+	log.Info("shutting down: draining forwarder streams", "grace", cfg.ShutdownGrace)
+	srv.Drain()
+	stopped := make(chan struct{})
+	go func() { grpcServer.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(cfg.ShutdownGrace):
+		log.Warn("streams did not end within the grace period; closing them")
+		grpcServer.Stop()
+		<-stopped
+	}
+	srv.Wait()
+	stopSink()
+	stopAdmin()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if err := nc.Drain(); err != nil {
+		log.Warn("NATS drain failed", "err", err)
+	}
+	for !nc.IsClosed() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if embedded != nil {
+		embedded.Shutdown()
+		embedded.WaitForShutdown()
+	}
+	log.Info("aggregator stopped")
+	return runErr
+}
+
+func natsURLOrEmbedded(u string) string {
+	if u == "" {
+		return "embedded"
+	}
+	return u
+}

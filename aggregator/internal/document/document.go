@@ -1,0 +1,160 @@
+// Package document turns a parsed log record into the OpenSearch document of
+// the design (field names compatible with Fluent Bit's kubernetes filter) and
+// derives its id. It does no I/O.
+//
+// A document id is a hash of where the line came from: the container
+// directory (namespace, pod, pod uid, container), the file's fingerprint and
+// the record's offset. The same line sent twice gets the same id; two lines
+// differ in at least one of these.
+package document
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"time"
+	"unicode/utf8"
+)
+
+// Meta is what is known about the container that wrote a line.
+type Meta struct {
+	PodName       string
+	Namespace     string
+	PodID         string
+	ContainerName string
+	Host          string
+}
+
+// Line is one record ready to become a document.
+type Line struct {
+	Time      time.Time // zero for a malformed line
+	Stream    string
+	Message   []byte
+	Offset    uint64
+	Malformed bool
+	Truncated bool
+}
+
+// IDLen is the length of a document id: 128 bits in unpadded base64url.
+const IDLen = 22
+
+// AppendID appends the id of the record at offset in the file identified by
+// its container directory and fingerprint.
+func AppendID(dst []byte, containerDir string, fingerprint, offset uint64) []byte {
+	var buf [256]byte
+	b := append(buf[:0], containerDir...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, fingerprint)
+	b = binary.BigEndian.AppendUint64(b, offset)
+	sum := sha256.Sum256(b)
+	return base64.RawURLEncoding.AppendEncode(dst, sum[:16])
+}
+
+// Append appends the JSON document for l to dst. now stands in for the time
+// of a malformed line, so that it still shows up in a time-filtered view.
+func Append(dst []byte, m *Meta, l *Line, now time.Time) []byte {
+	t := l.Time
+	if t.IsZero() {
+		t = now
+	}
+	t = t.UTC()
+	dst = append(dst, `{"@timestamp":"`...)
+	dst = t.AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+	dst = append(dst, `","time":"`...)
+	dst = t.AppendFormat(dst, "2006-01-02T15:04:05.000000000Z07:00")
+	dst = append(dst, `","stream":`...)
+	dst = appendJSON(dst, l.Stream)
+	dst = append(dst, `,"log":`...)
+	dst = appendJSON(dst, l.Message)
+	dst = append(dst, `,"kubernetes":{"pod_name":`...)
+	dst = appendJSON(dst, m.PodName)
+	dst = append(dst, `,"namespace_name":`...)
+	dst = appendJSON(dst, m.Namespace)
+	dst = append(dst, `,"pod_id":`...)
+	dst = appendJSON(dst, m.PodID)
+	dst = append(dst, `,"container_name":`...)
+	dst = appendJSON(dst, m.ContainerName)
+	if m.Host != "" {
+		dst = append(dst, `,"host":`...)
+		dst = appendJSON(dst, m.Host)
+	}
+	dst = append(dst, `},"podlogs":{"offset":`...)
+	dst = appendUint(dst, l.Offset)
+	if l.Malformed {
+		dst = append(dst, `,"malformed":true`...)
+	}
+	if l.Truncated {
+		dst = append(dst, `,"truncated":true`...)
+	}
+	return append(dst, "}}"...)
+}
+
+func appendUint(dst []byte, v uint64) []byte {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return append(dst, b[i:]...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendBytes writes s as a JSON string, replacing invalid UTF-8 with U+FFFD
+// so that OpenSearch never rejects a document for its encoding.
+func appendJSON[T string | []byte](dst []byte, s T) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		// At most 4 bytes: the conversion of a string stays on the stack.
+		r, size := utf8.DecodeRune([]byte(s[i:min(i+utf8.UTFMax, len(s))]))
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript consumers.
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\u202`...)
+			dst = append(dst, hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+

@@ -1,0 +1,330 @@
+// Package ingest is the aggregator's gRPC server: it takes streams of record
+// batches from forwarders, turns every record into a document, publishes the
+// documents to the JetStream buffer and acknowledges a batch only once every
+// one of its documents is stored there.
+//
+// A stream that misbehaves (no Hello, a sequence out of order, a record naming
+// a missing source, a message over the size limit) is ended with a status that
+// says what was wrong; the server goes on with every other stream.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/podlogs/podlogs/aggregator/internal/document"
+	"github.com/podlogs/podlogs/internal/cri"
+	"github.com/podlogs/podlogs/internal/podpath"
+	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
+)
+
+// ProtocolVersion is the version of proto/podlogs/v1 this server speaks.
+const ProtocolVersion = 1
+
+// Config tunes the server.
+type Config struct {
+	AggregatorID    string
+	MaxMessageBytes int
+	// ReadAheadBatches is how many batches of one stream are received while
+	// an earlier one is being published.
+	ReadAheadBatches int
+	SubjectPrefix    string
+}
+
+// Publisher stores messages durably; it returns nil once all are stored.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []*nats.Msg) error
+}
+
+// Server implements podlogsv1.IngestServiceServer.
+type Server struct {
+	podlogsv1.UnimplementedIngestServiceServer
+
+	cfg     Config
+	pub     Publisher
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
+
+	draining  chan struct{}
+	drainOnce sync.Once
+	receivers sync.WaitGroup // one receive goroutine per stream
+}
+
+// New returns a server publishing through pub.
+func New(cfg Config, pub Publisher, reg prometheus.Registerer, log *slog.Logger) *Server {
+	return &Server{
+		cfg:      cfg,
+		pub:      pub,
+		log:      log,
+		metrics:  newMetrics(reg),
+		now:      time.Now,
+		draining: make(chan struct{}),
+	}
+}
+
+// ServerOptions are the gRPC options the server needs (message size limits).
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
+		grpc.MaxSendMsgSize(1 << 20),
+	}
+}
+
+// Drain makes every stream stop taking batches: each finishes the batch it
+// is publishing, acknowledges it, and ends with UNAVAILABLE so its forwarder
+// resends the rest elsewhere.
+func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
+
+// Wait waits for the receive goroutines of ended streams.
+func (s *Server) Wait() { s.receivers.Wait() }
+
+var (
+	errDraining = status.Error(codes.Unavailable, "aggregator is shutting down; resend unacknowledged batches to another replica")
+)
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+// Stream serves one forwarder.
+func (s *Server) Stream(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, podlogsv1.StreamResponse]) error {
+	s.metrics.streams.Inc()
+	defer s.metrics.streams.Dec()
+	err := s.serve(stream)
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		s.metrics.invalid.Inc()
+		s.log.Warn("ended a stream that sent an invalid message", "err", st.Message())
+	}
+	return err
+}
+
+func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, podlogsv1.StreamResponse]) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	switch {
+	case hello == nil:
+		return invalid("the first message of a stream must be a hello")
+	case hello.GetProtocolVersion() != ProtocolVersion:
+		return invalid("protocol version %d is not supported; this aggregator speaks %d", hello.GetProtocolVersion(), ProtocolVersion)
+	case hello.GetNodeName() == "":
+		return invalid("hello has no node name")
+	}
+	if err := stream.Send(&podlogsv1.StreamResponse{Message: &podlogsv1.StreamResponse_Welcome{Welcome: &podlogsv1.Welcome{
+		ProtocolVersion: ProtocolVersion, AggregatorId: s.cfg.AggregatorID, MaxMessageBytes: uint32(s.cfg.MaxMessageBytes),
+	}}}); err != nil {
+		return err
+	}
+	log := s.log.With("node", hello.GetNodeName())
+	log.Debug("stream open", "forwarder_version", hello.GetForwarderVersion())
+
+	batches := make(chan *podlogsv1.Batch, s.cfg.ReadAheadBatches)
+	recvErr := make(chan error, 1)
+	s.receivers.Add(1)
+	go func() {
+		defer s.receivers.Done()
+		defer close(batches)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			b := req.GetBatch()
+			if b == nil {
+				recvErr <- invalid("expected a batch, got %T", req.GetMessage())
+				return
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	conv := converter{node: hello.GetNodeName(), subjectPrefix: s.cfg.SubjectPrefix}
+	next := uint64(1)
+	for {
+		select {
+		case <-s.draining:
+			return errDraining
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case b, ok := <-batches:
+			if !ok {
+				err := <-recvErr
+				if errors.Is(err, io.EOF) {
+					return nil // the forwarder closed its side after its last batch
+				}
+				return err
+			}
+			if b.GetSequence() != next {
+				return invalid("batch sequence %d, want %d", b.GetSequence(), next)
+			}
+			msgs, err := conv.convert(b, s.now(), s.metrics)
+			if err != nil {
+				return invalid("batch %d: %v", next, err)
+			}
+			if err := s.pub.Publish(ctx, msgs); err != nil {
+				if ctx.Err() != nil {
+					return status.FromContextError(ctx.Err()).Err()
+				}
+				return status.Errorf(codes.Unavailable, "buffer: %v", err)
+			}
+			if err := stream.Send(&podlogsv1.StreamResponse{Message: &podlogsv1.StreamResponse_Ack{Ack: &podlogsv1.Ack{ThroughSequence: next}}}); err != nil {
+				return err
+			}
+			s.metrics.batches.Inc()
+			s.metrics.records.Add(float64(len(b.GetRecords())))
+			next++
+		}
+	}
+}
+
+// converter turns batches into messages; it belongs to one stream and reuses
+// its buffers from batch to batch.
+type converter struct {
+	node          string
+	subjectPrefix string
+
+	arena   []byte // documents of the current batch
+	parsed  []byte
+	msgs    []*nats.Msg
+	sources []source
+}
+
+type source struct {
+	meta         document.Meta
+	containerDir string
+	fingerprint  uint64
+	format       cri.Format
+	subject      string
+}
+
+func (c *converter) convert(b *podlogsv1.Batch, now time.Time, m *metrics) ([]*nats.Msg, error) {
+	c.sources = c.sources[:0]
+	for i, src := range b.GetSources() {
+		ref, err := podpath.Parse(src.GetPath())
+		if err != nil {
+			return nil, fmt.Errorf("source %d: %w", i, err)
+		}
+		if src.GetIdentity() == nil {
+			return nil, fmt.Errorf("source %d (%s) has no identity", i, src.GetPath())
+		}
+		c.sources = append(c.sources, source{
+			meta: document.Meta{
+				PodName: ref.Pod, Namespace: ref.Namespace, PodID: ref.PodUID, ContainerName: ref.Container, Host: c.node,
+			},
+			containerDir: podpath.ContainerDir(src.GetPath()),
+			fingerprint:  src.GetIdentity().GetFingerprint(),
+			format:       criFormat(src.GetFormat()),
+			subject:      c.subjectPrefix + "." + ref.Namespace,
+		})
+	}
+	// Documents are appended to one arena reused from batch to batch (the
+	// previous batch is stored by now). Should a batch outgrow it, append
+	// moves on to a new array and earlier documents keep the old one.
+	size := 0
+	for _, r := range b.GetRecords() {
+		size += 2*len(r.GetData()) + 512
+	}
+	if cap(c.arena) < size {
+		c.arena = make([]byte, 0, size)
+	}
+	c.arena = c.arena[:0]
+	c.msgs = c.msgs[:0]
+	for i, r := range b.GetRecords() {
+		if int(r.GetSourceIndex()) >= len(c.sources) {
+			return nil, fmt.Errorf("record %d names source %d of %d", i, r.GetSourceIndex(), len(c.sources))
+		}
+		if r.GetNextOffset() <= r.GetOffset() {
+			return nil, fmt.Errorf("record %d: next offset %d is not past offset %d", i, r.GetNextOffset(), r.GetOffset())
+		}
+		src := &c.sources[r.GetSourceIndex()]
+		format := src.format
+		if format == cri.FormatUnknown {
+			format = cri.DetectFormat(r.GetData())
+		}
+		entry, parsed, err := cri.ParseRecord(format, r.GetData(), c.parsed)
+		c.parsed = parsed
+		line := document.Line{
+			Time:      entry.Time,
+			Stream:    entry.Stream.String(),
+			Message:   entry.Message,
+			Offset:    r.GetOffset(),
+			Truncated: r.GetTruncated(),
+		}
+		if err != nil {
+			line.Malformed = true
+			m.malformed.Inc()
+		}
+		if r.GetTruncated() {
+			m.truncated.Inc()
+		}
+		docStart := len(c.arena)
+		c.arena = document.Append(c.arena, &src.meta, &line, now)
+		doc := c.arena[docStart:len(c.arena):len(c.arena)]
+		idStart := len(c.arena)
+		c.arena = document.AppendID(c.arena, src.containerDir, src.fingerprint, r.GetOffset())
+		id := string(c.arena[idStart:])
+		c.arena = c.arena[:idStart]
+		c.msgs = append(c.msgs, &nats.Msg{
+			Subject: src.subject,
+			Header:  nats.Header{jetstreamMsgID: []string{id}},
+			Data:    doc,
+		})
+	}
+	return c.msgs, nil
+}
+
+// jetstreamMsgID is the header JetStream deduplicates on.
+const jetstreamMsgID = "Nats-Msg-Id"
+
+func criFormat(f podlogsv1.Format) cri.Format {
+	switch f {
+	case podlogsv1.Format_FORMAT_CRI:
+		return cri.FormatCRI
+	case podlogsv1.Format_FORMAT_DOCKER:
+		return cri.FormatDocker
+	}
+	return cri.FormatUnknown
+}
+
+type metrics struct {
+	streams                                         prometheus.Gauge
+	batches, records, malformed, truncated, invalid prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		m := prometheus.NewCounter(prometheus.CounterOpts{Name: "podlogs_aggregator_" + name, Help: help})
+		reg.MustRegister(m)
+		return m
+	}
+	m := &metrics{
+		streams:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "podlogs_aggregator_streams", Help: "Forwarder streams open."}),
+		batches:   c("batches_acked_total", "Batches stored in the buffer and acknowledged to forwarders."),
+		records:   c("records_acked_total", "Records stored in the buffer and acknowledged to forwarders."),
+		malformed: c("records_malformed_total", "Records not in their runtime's format, kept raw and flagged."),
+		truncated: c("records_truncated_total", "Records cut by the forwarder at its maximum record size."),
+		invalid:   c("streams_invalid_total", "Streams ended because a forwarder sent an invalid message."),
+	}
+	reg.MustRegister(m.streams)
+	return m
+}

@@ -1,0 +1,143 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/opensearch-project/opensearch-go/v4"
+)
+
+// IndexTemplate returns the composable index template for the pod logs index.
+// kubernetes.* strings are keywords (exact filters and terms splits in the
+// dashboard); labels and annotations are flat_object, so that keys such as
+// "app" and "app.kubernetes.io/name" never collide in the mapping; `time`
+// keeps the runtime's nanoseconds so lines of one millisecond sort in order.
+func IndexTemplate(index string) map[string]any {
+	keyword := map[string]any{"type": "keyword", "ignore_above": 1024}
+	return map[string]any{
+		"index_patterns": []string{index},
+		"priority":       200,
+		"template": map[string]any{
+			"settings": map[string]any{
+				"index.mapping.total_fields.limit": 2000,
+				"index.mapping.depth.limit":        20,
+			},
+			"mappings": map[string]any{
+				"dynamic_templates": []any{
+					map[string]any{"kubernetes_strings": map[string]any{
+						"path_match": "kubernetes.*", "match_mapping_type": "string", "mapping": keyword,
+					}},
+				},
+				"properties": map[string]any{
+					"@timestamp": map[string]any{"type": "date"},
+					"time":       map[string]any{"type": "date_nanos"},
+					"stream":     keyword,
+					"log":        map[string]any{"type": "text"},
+					"kubernetes": map[string]any{"properties": map[string]any{
+						"pod_name":        keyword,
+						"namespace_name":  keyword,
+						"pod_id":          keyword,
+						"host":            keyword,
+						"container_name":  keyword,
+						"docker_id":       keyword,
+						"container_hash":  keyword,
+						"container_image": keyword,
+						"labels":          map[string]any{"type": "flat_object"},
+						"annotations":     map[string]any{"type": "flat_object"},
+					}},
+					"podlogs": map[string]any{"properties": map[string]any{
+						"offset":    map[string]any{"type": "long"},
+						"malformed": map[string]any{"type": "boolean"},
+						"truncated": map[string]any{"type": "boolean"},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// DeadLetterTemplate maps the dead-letter index: the rejected document is
+// kept as an unindexed string, so whatever broke the main mapping cannot
+// break this one.
+func DeadLetterTemplate(index string) map[string]any {
+	return map[string]any{
+		"index_patterns": []string{index},
+		"priority":       200,
+		"template": map[string]any{
+			"mappings": map[string]any{
+				"dynamic": false,
+				"properties": map[string]any{
+					"@timestamp":  map[string]any{"type": "date"},
+					"index":       map[string]any{"type": "keyword"},
+					"error_type":  map[string]any{"type": "keyword"},
+					"reason":      map[string]any{"type": "text"},
+					"status":      map[string]any{"type": "integer"},
+					"document":    map[string]any{"type": "text", "index": false},
+					"document_id": map[string]any{"type": "keyword"},
+				},
+			},
+		},
+	}
+}
+
+// PutTemplate installs (or replaces) a composable index template.
+func PutTemplate(ctx context.Context, client *opensearch.Client, name string, body map[string]any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encode index template %s: %w", name, err)
+	}
+	_, err = do(ctx, client, http.MethodPut, "/_index_template/"+name, b)
+	if err != nil {
+		return fmt.Errorf("install index template %s: %w", name, err)
+	}
+	return nil
+}
+
+// templateName derives a template name from an index name.
+func templateName(index string) string {
+	return "podlogs-" + strings.Trim(strings.NewReplacer("*", "", "%", "").Replace(index), "-.")
+}
+
+// do sends one request and returns the body of a 2xx answer, or an error
+// naming the status and OpenSearch's reason.
+func do(ctx context.Context, client *opensearch.Client, method, path string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Perform(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, &StatusError{Status: resp.StatusCode, Body: truncate(out, 512), RetryAfter: resp.Header.Get("Retry-After")}
+	}
+	return out, nil
+}
+
+// StatusError is a non-2xx answer from OpenSearch.
+type StatusError struct {
+	Status     int
+	Body       string
+	RetryAfter string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("OpenSearch answered %d: %s", e.Status, e.Body) }
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}

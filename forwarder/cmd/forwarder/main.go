@@ -1,0 +1,260 @@
+// Command forwarder runs on every node: it tails the pod log files under
+// --pods-root and streams their records to the aggregators.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
+	"github.com/podlogs/podlogs/forwarder/internal/reader"
+	"github.com/podlogs/podlogs/forwarder/internal/sender"
+	"github.com/podlogs/podlogs/internal/adminhttp"
+	"github.com/podlogs/podlogs/internal/envflag"
+	"github.com/podlogs/podlogs/internal/logging"
+	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "forwarder:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg, err := parseConfig(args)
+	if err != nil {
+		return err
+	}
+	if cfg.ShowVersion {
+		fmt.Println(version)
+		return nil
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	store, err := checkpoint.Open(filepath.Join(cfg.DataDir, "checkpoints.json"))
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(cfg.Aggregator,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Round robin over every address the name resolves to (a headless
+		// Service), so forwarders spread over aggregator replicas.
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
+	)
+	if err != nil {
+		return fmt.Errorf("aggregator client for %s: %w", cfg.Aggregator, err)
+	}
+	defer conn.Close()
+
+	snd := sender.New(sender.Config{
+		NodeName:         cfg.NodeName,
+		Version:          version,
+		MaxInflightBytes: cfg.MaxInflightBytes,
+		BackoffMin:       200 * time.Millisecond,
+		BackoffMax:       10 * time.Second,
+	}, conn, func(b *podlogsv1.Batch) {
+		for _, r := range b.GetRecords() {
+			src := b.GetSources()[r.GetSourceIndex()]
+			id := src.GetIdentity()
+			store.Advance(checkpoint.Key{Device: id.GetDevice(), Inode: id.GetInode(), Fingerprint: id.GetFingerprint()}, src.GetPath(), r.GetNextOffset())
+		}
+	}, reg, log)
+	rd := reader.New(reader.Config{
+		PodsRoot:       cfg.PodsRoot,
+		ScanInterval:   cfg.ScanInterval,
+		PollInterval:   cfg.PollInterval,
+		ReadBytes:      256 << 10,
+		BatchBytes:     cfg.BatchBytes,
+		BatchRecords:   cfg.BatchRecords,
+		BatchLinger:    cfg.BatchLinger,
+		MaxRecordBytes: cfg.MaxRecordBytes,
+	}, store, snd, reg, log)
+	admin, err := adminhttp.New(cfg.AdminAddr, reg, func() error {
+		if !snd.Connected() {
+			return errors.New("no stream to an aggregator")
+		}
+		return nil
+	}, log)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log.Info("forwarder starting", "version", version, "node", cfg.NodeName, "pods_root", cfg.PodsRoot,
+		"aggregator", cfg.Aggregator, "admin", admin.Addr(), "checkpointed_files", store.Len())
+
+	// Components run under their own contexts so that shutdown goes input
+	// first: stop reading, let in-flight batches be acknowledged, then close
+	// the stream, then write the checkpoints one last time.
+	senderCtx, stopSender := context.WithCancel(context.Background())
+	defer stopSender()
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	goRun := func(f func() error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- f() }()
+	}
+	goRun(func() error { return admin.Run(adminCtx) })
+	goRun(func() error { return snd.Run(senderCtx) })
+	syncDone := make(chan struct{})
+	goRun(func() error { return syncLoop(senderCtx, store, cfg.CheckpointInterval, log, syncDone) })
+
+	readErr := rd.Run(ctx)
+	stop()
+	log.Info("reading stopped; waiting for in-flight batches", "grace", cfg.ShutdownGrace)
+	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	if err := snd.Flush(graceCtx); err != nil {
+		log.Warn("shutdown grace ran out; unacknowledged records will be sent again after restart", "err", err)
+	}
+	cancel()
+	stopSender()
+	<-syncDone
+	if err := store.Sync(); err != nil {
+		log.Error("final checkpoint write failed; records since the last one will be sent again", "err", err)
+	}
+	stopAdmin()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil && readErr == nil {
+			readErr = err
+		}
+	}
+	log.Info("forwarder stopped")
+	return readErr
+}
+
+// syncLoop writes the checkpoints periodically; a crash re-sends at most one
+// interval's worth of acknowledged records, which downstream deduplicates.
+func syncLoop(ctx context.Context, store *checkpoint.Store, every time.Duration, log *slog.Logger, done chan<- struct{}) error {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := store.Sync(); err != nil {
+				log.Warn("checkpoint write failed; will retry", "err", err)
+			}
+		}
+	}
+}
+
+type config struct {
+	PodsRoot           string
+	DataDir            string
+	Aggregator         string
+	NodeName           string
+	AdminAddr          string
+	MaxInflightBytes   int
+	MaxRecordBytes     int
+	MaxMessageBytes    int
+	BatchBytes         int
+	BatchRecords       int
+	BatchLinger        time.Duration
+	ScanInterval       time.Duration
+	PollInterval       time.Duration
+	CheckpointInterval time.Duration
+	ShutdownGrace      time.Duration
+	LogLevel           string
+	LogFormat          string
+	ShowVersion        bool
+}
+
+func parseConfig(args []string) (config, error) {
+	var c config
+	hostname, _ := os.Hostname()
+	fs := flag.NewFlagSet("forwarder", flag.ContinueOnError)
+	fs.StringVar(&c.PodsRoot, "pods-root", "/var/log/pods", "directory kubelet writes pod log files under")
+	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/podlogs", "directory for the checkpoint file (a hostPath that outlives the pod)")
+	fs.StringVar(&c.Aggregator, "aggregator", "dns:///podlogs-aggregator:7370", "gRPC target of the aggregators; dns:/// balances over every address of a headless Service")
+	fs.StringVar(&c.NodeName, "node-name", hostname, "Kubernetes node name, sent as kubernetes.host (set from spec.nodeName)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", ":9371", "address for /metrics, /healthz and /readyz")
+	fs.IntVar(&c.MaxInflightBytes, "max-inflight-bytes", 16<<20, "window of sent but unacknowledged record bytes; reading pauses when full")
+	fs.IntVar(&c.MaxRecordBytes, "max-record-bytes", 1<<20, "longest record (after joining partial lines); longer ones are cut and flagged")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 8<<20, "largest gRPC message sent; must not exceed the aggregator's --max-message-bytes")
+	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "send a batch when it holds this many record bytes")
+	fs.IntVar(&c.BatchRecords, "batch-records", 2000, "send a batch when it holds this many records")
+	fs.DurationVar(&c.BatchLinger, "batch-linger", 200*time.Millisecond, "send a batch at the latest this long after its first record")
+	fs.DurationVar(&c.ScanInterval, "scan-interval", time.Second, "how often to look for new, rotated and deleted log files")
+	fs.DurationVar(&c.PollInterval, "poll-interval", 250*time.Millisecond, "how often to look for appended lines when idle")
+	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", time.Second, "how often to write acknowledged offsets to disk")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "on SIGTERM, how long to wait for in-flight batches to be acknowledged")
+	fs.StringVar(&c.LogLevel, "log.level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log.format", "json", "text or json")
+	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
+	envflag.Usage(fs)
+	if err := envflag.Parse(fs, args, nil); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	var errs []error
+	if c.PodsRoot == "" {
+		errs = append(errs, errors.New("--pods-root is empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is empty"))
+	}
+	if c.Aggregator == "" {
+		errs = append(errs, errors.New("--aggregator is empty"))
+	}
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("--node-name is empty and the hostname is unknown"))
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"max-inflight-bytes", c.MaxInflightBytes}, {"max-record-bytes", c.MaxRecordBytes}, {"batch-bytes", c.BatchBytes}, {"batch-records", c.BatchRecords}} {
+		if p.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %d", p.name, p.v))
+		}
+	}
+	if c.BatchBytes+c.MaxRecordBytes+64<<10 > c.MaxMessageBytes {
+		errs = append(errs, fmt.Errorf("--batch-bytes (%d) plus --max-record-bytes (%d) must stay below --max-message-bytes (%d) with room for headers", c.BatchBytes, c.MaxRecordBytes, c.MaxMessageBytes))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"batch-linger", c.BatchLinger}, {"scan-interval", c.ScanInterval}, {"poll-interval", c.PollInterval}, {"checkpoint-interval", c.CheckpointInterval}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", d.name, d.v))
+		}
+	}
+	return errors.Join(errs...)
+}

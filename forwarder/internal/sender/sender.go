@@ -1,0 +1,323 @@
+// Package sender streams batches of records to an aggregator and hands back
+// the batches the aggregator acknowledged as durable.
+//
+// Every batch stays in memory until it is acknowledged. The bytes they hold
+// form the window (Config.MaxInflightBytes): Submit blocks while the window is
+// full, which stops the reader, so memory stays bounded and the files on disk
+// become the buffer. When a stream breaks, the sender opens a new one (to any
+// replica behind the target) and sends every unacknowledged batch again, in
+// order; records carry their identity, so resends are deduplicated downstream.
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
+)
+
+// ProtocolVersion is the version of the protocol in proto/podlogs/v1.
+const ProtocolVersion = 1
+
+// Config says where and how to send.
+type Config struct {
+	NodeName         string
+	Version          string
+	MaxInflightBytes int
+	BackoffMin       time.Duration
+	BackoffMax       time.Duration
+}
+
+// AckFunc receives each acknowledged batch, in order.
+type AckFunc func(*podlogsv1.Batch)
+
+type pending struct {
+	batch *podlogsv1.Batch
+	size  int
+	seq   uint64 // on the current stream; 0 = not sent on it yet
+}
+
+// Sender owns the connection and the window.
+type Sender struct {
+	cfg     Config
+	client  podlogsv1.IngestServiceClient
+	onAck   AckFunc
+	log     *slog.Logger
+	metrics *metrics
+
+	mu            sync.Mutex // guards the fields below
+	queue         []*pending // unacknowledged batches, oldest first
+	sent          int        // queue[:sent] were sent on the current stream
+	nextSeq       uint64
+	inflightBytes int
+	space         chan struct{} // closed and replaced when the window frees up
+	connected     bool
+
+	wake chan struct{} // a batch was queued; capacity 1
+}
+
+// New returns a sender over conn. conn should be created with a round-robin
+// balancer over a dns:/// target so that reconnects spread over replicas.
+func New(cfg Config, conn grpc.ClientConnInterface, onAck AckFunc, reg prometheus.Registerer, log *slog.Logger) *Sender {
+	return &Sender{
+		cfg:     cfg,
+		client:  podlogsv1.NewIngestServiceClient(conn),
+		onAck:   onAck,
+		log:     log,
+		metrics: newMetrics(reg),
+		space:   make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// Size is the number of bytes a batch takes in the window.
+func Size(b *podlogsv1.Batch) int {
+	n := 0
+	for _, r := range b.GetRecords() {
+		n += len(r.GetData())
+	}
+	return n
+}
+
+// Submit queues a batch for sending. It blocks while the window is full (a
+// batch larger than the whole window is let through alone).
+func (s *Sender) Submit(ctx context.Context, b *podlogsv1.Batch) error {
+	size := Size(b)
+	for {
+		s.mu.Lock()
+		if s.inflightBytes == 0 || s.inflightBytes+size <= s.cfg.MaxInflightBytes {
+			s.queue = append(s.queue, &pending{batch: b, size: size})
+			s.inflightBytes += size
+			s.metrics.inflightBytes.Set(float64(s.inflightBytes))
+			s.mu.Unlock()
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+			return nil
+		}
+		space := s.space
+		s.mu.Unlock()
+		s.metrics.windowFull.Inc()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Flush waits until every submitted batch is acknowledged, or ctx is done.
+func (s *Sender) Flush(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		n, space := len(s.queue), s.space
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return fmt.Errorf("%d batches still unacknowledged: %w", n, ctx.Err())
+		}
+	}
+}
+
+// Connected tells whether a stream is established (for /readyz).
+func (s *Sender) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connected
+}
+
+// Run keeps a stream open until ctx is done, reconnecting with backoff.
+func (s *Sender) Run(ctx context.Context) error {
+	backoff := s.cfg.BackoffMin
+	for {
+		start := time.Now()
+		err := s.stream(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.metrics.reconnects.Inc()
+		if time.Since(start) > 10*s.cfg.BackoffMax {
+			backoff = s.cfg.BackoffMin // the last stream was healthy for a while
+		}
+		wait := backoff/2 + rand.N(backoff/2+1) // jitter spreads reconnects of many nodes
+		s.log.Warn("stream to aggregator ended; reconnecting", "err", err, "retry_in", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, s.cfg.BackoffMax)
+	}
+}
+
+var errProtocol = errors.New("protocol violation by aggregator")
+
+func (s *Sender) stream(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := s.client.Stream(ctx)
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	hello := &podlogsv1.StreamRequest{Message: &podlogsv1.StreamRequest_Hello{Hello: &podlogsv1.Hello{
+		ProtocolVersion: ProtocolVersion, NodeName: s.cfg.NodeName, ForwarderVersion: s.cfg.Version,
+	}}}
+	if err := stream.Send(hello); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("receive welcome: %w", err)
+	}
+	welcome := resp.GetWelcome()
+	if welcome == nil {
+		return fmt.Errorf("%w: first message is not a welcome", errProtocol)
+	}
+	s.log.Info("stream to aggregator open", "aggregator", welcome.GetAggregatorId())
+
+	s.mu.Lock()
+	s.sent, s.nextSeq, s.connected = 0, 1, true
+	for _, p := range s.queue {
+		p.seq = 0
+	}
+	resend := len(s.queue)
+	s.mu.Unlock()
+	if resend > 0 {
+		s.metrics.resentBatches.Add(float64(resend))
+		s.log.Info("resending unacknowledged batches", "batches", resend)
+	}
+	defer func() {
+		s.mu.Lock()
+		s.connected = false
+		s.mu.Unlock()
+	}()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- s.sendLoop(ctx, stream) }()
+	go func() { defer wg.Done(); errc <- s.recvLoop(stream) }()
+	err = <-errc
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func (s *Sender) sendLoop(ctx context.Context, stream grpc.BidiStreamingClient[podlogsv1.StreamRequest, podlogsv1.StreamResponse]) error {
+	for {
+		s.mu.Lock()
+		for s.sent < len(s.queue) {
+			p := s.queue[s.sent]
+			p.seq = s.nextSeq
+			s.nextSeq++
+			s.sent++
+			s.mu.Unlock()
+
+			p.batch.Sequence = p.seq
+			if err := stream.Send(&podlogsv1.StreamRequest{Message: &podlogsv1.StreamRequest_Batch{Batch: p.batch}}); err != nil {
+				if errors.Is(err, io.EOF) {
+					// The server ended the stream; Recv has the reason.
+					<-ctx.Done()
+					return nil
+				}
+				return fmt.Errorf("send batch: %w", err)
+			}
+			s.metrics.batchesSent.Inc()
+			s.metrics.recordsSent.Add(float64(len(p.batch.GetRecords())))
+			s.metrics.bytesSent.Add(float64(p.size))
+			s.mu.Lock()
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Sender) recvLoop(stream grpc.BidiStreamingClient[podlogsv1.StreamRequest, podlogsv1.StreamResponse]) error {
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("receive: %w", err)
+		}
+		ack := resp.GetAck()
+		if ack == nil {
+			return fmt.Errorf("%w: unexpected %T", errProtocol, resp.GetMessage())
+		}
+		if err := s.ack(ack.GetThroughSequence()); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Sender) ack(through uint64) error {
+	s.mu.Lock()
+	if through >= s.nextSeq {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: ack through %d, but only %d batches were sent", errProtocol, through, s.nextSeq-1)
+	}
+	var done []*pending
+	for len(s.queue) > 0 && s.queue[0].seq != 0 && s.queue[0].seq <= through {
+		p := s.queue[0]
+		s.queue[0] = nil
+		s.queue = s.queue[1:]
+		s.sent--
+		s.inflightBytes -= p.size
+		done = append(done, p)
+	}
+	s.metrics.inflightBytes.Set(float64(s.inflightBytes))
+	if len(done) > 0 {
+		close(s.space)
+		s.space = make(chan struct{})
+	}
+	s.mu.Unlock()
+	for _, p := range done {
+		s.onAck(p.batch)
+		s.metrics.recordsAcked.Add(float64(len(p.batch.GetRecords())))
+	}
+	return nil
+}
+
+type metrics struct {
+	batchesSent, recordsSent, bytesSent, recordsAcked prometheus.Counter
+	resentBatches, reconnects, windowFull             prometheus.Counter
+	inflightBytes                                     prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		m := prometheus.NewCounter(prometheus.CounterOpts{Name: "podlogs_forwarder_" + name, Help: help})
+		reg.MustRegister(m)
+		return m
+	}
+	m := &metrics{
+		batchesSent:   c("batches_sent_total", "Batches sent to an aggregator, resends included."),
+		recordsSent:   c("records_sent_total", "Records sent to an aggregator, resends included."),
+		bytesSent:     c("record_bytes_sent_total", "Record bytes sent to an aggregator, resends included."),
+		recordsAcked:  c("records_acked_total", "Records an aggregator acknowledged as durable."),
+		resentBatches: c("batches_resent_total", "Unacknowledged batches sent again on a new stream."),
+		reconnects:    c("reconnects_total", "Streams to an aggregator that ended and were opened again."),
+		windowFull:    c("window_full_total", "Times reading paused because the window of unacknowledged bytes was full."),
+		inflightBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "podlogs_forwarder_inflight_bytes", Help: "Record bytes sent or queued but not yet acknowledged.",
+		}),
+	}
+	reg.MustRegister(m.inflightBytes)
+	return m
+}

@@ -1,0 +1,156 @@
+// Package tail follows one container log file: it reads what was appended,
+// frames it into records, and notices when the file was truncated under it.
+//
+// A file is known by its identity (device, inode and a fingerprint of its
+// first line), never by its path: kubelet renames a file when it rotates it,
+// and a renamed file keeps being read through the same descriptor until its
+// end.
+package tail
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
+	"github.com/podlogs/podlogs/internal/cri"
+)
+
+// FingerprintBytes caps the part of the first line that identifies a file.
+const FingerprintBytes = 1024
+
+// ErrNoFirstLine means the file does not hold a whole first line yet, so it
+// has no identity yet; try again later.
+var ErrNoFirstLine = errors.New("file has no complete first line yet")
+
+// File is one open log file.
+type File struct {
+	// Rel is the file's current path relative to the pods root.
+	Rel string
+
+	f      *os.File
+	key    checkpoint.Key
+	format cri.Format
+	framer *cri.Framer
+	// readOffset is the offset of the next byte to read from the file; the
+	// framer holds the bytes between its Offset() and readOffset.
+	readOffset uint64
+}
+
+// Open opens the file at abs and reads its identity. start returns where to
+// begin reading (an acknowledged offset from the checkpoints, or 0).
+func Open(abs, rel string, maxRecordBytes int, start func(checkpoint.Key) uint64) (*File, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", rel, err)
+	}
+	key, first, err := identify(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("identify %s: %w", rel, err)
+	}
+	offset := start(key)
+	format := cri.DetectFormat(first)
+	return &File{
+		Rel:        rel,
+		f:          f,
+		key:        key,
+		format:     format,
+		framer:     cri.NewFramer(format, maxRecordBytes, offset),
+		readOffset: offset,
+	}, nil
+}
+
+func identify(f *os.File) (checkpoint.Key, []byte, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return checkpoint.Key{}, nil, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return checkpoint.Key{}, nil, errors.New("no device and inode on this platform")
+	}
+	var head [FingerprintBytes]byte
+	n, err := f.ReadAt(head[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return checkpoint.Key{}, nil, err
+	}
+	first := head[:n]
+	if i := indexByte(first, '\n'); i >= 0 {
+		first = first[:i]
+	} else if n < FingerprintBytes {
+		return checkpoint.Key{}, nil, ErrNoFirstLine
+	}
+	return checkpoint.Key{Device: uint64(st.Dev), Inode: st.Ino, Fingerprint: fingerprint(first)}, first, nil
+}
+
+// fingerprint is 64-bit FNV-1a: fast, stable across versions, and with the
+// first line's nanosecond timestamp in it, collisions within one container
+// directory are not a practical concern.
+func fingerprint(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// Key is the file's identity.
+func (t *File) Key() checkpoint.Key { return t.key }
+
+// Format is the runtime format detected from the first line.
+func (t *File) Format() cri.Format { return t.format }
+
+// ReadOffset is the offset of the next byte to read.
+func (t *File) ReadOffset() uint64 { return t.readOffset }
+
+// Read reads at most len(buf) appended bytes and calls emit for every record
+// they complete. It returns how many bytes it read; 0 with a nil error means
+// the file has nothing new.
+func (t *File) Read(buf []byte, emit func(cri.Record)) (int, error) {
+	n, err := t.f.ReadAt(buf, int64(t.readOffset))
+	if n > 0 {
+		t.readOffset += uint64(n)
+		t.framer.Write(buf[:n])
+		for {
+			rec, ok := t.framer.Next()
+			if !ok {
+				break
+			}
+			emit(rec)
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return n, fmt.Errorf("read %s at %d: %w", t.Rel, t.readOffset, err)
+	}
+	return n, nil
+}
+
+// Truncated tells whether the file is now shorter than what was read: it was
+// truncated (copytruncate rotation) and must be read again as a new file.
+func (t *File) Truncated() (bool, error) {
+	fi, err := t.f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", t.Rel, err)
+	}
+	return uint64(fi.Size()) < t.readOffset, nil
+}
+
+// Pending is the number of bytes read but not yet framed into a record (an
+// unfinished last line).
+func (t *File) Pending() int { return t.framer.Buffered() }
+
+// Close closes the file.
+func (t *File) Close() error { return t.f.Close() }
