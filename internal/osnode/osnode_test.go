@@ -115,6 +115,19 @@ func TestStartFailureShowsNodeOutput(t *testing.T) {
 	}
 }
 
+func TestStartExplainsUnreachableDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("may download OpenSearch")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs the node as another user")
+	}
+	_, err := osnode.Start(context.Background(), osnode.Config{Dir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "os.MkdirTemp") {
+		t.Fatalf("Start in t.TempDir() as root: got %v, want advice to use os.MkdirTemp", err)
+	}
+}
+
 func TestStartNeedsDir(t *testing.T) {
 	if _, err := osnode.Start(context.Background(), osnode.Config{}); err == nil {
 		t.Fatal("Start without Dir succeeded")

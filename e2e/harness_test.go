@@ -1,0 +1,302 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/podlogs/podlogs/internal/ostest"
+)
+
+var (
+	binDir   string
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	// Build the binaries once, with the race detector where it is supported.
+	dir, err := os.MkdirTemp("", "podlogs-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	args := []string{"build", "-o", dir + "/"}
+	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
+		args = append(args, "-race")
+	}
+	args = append(args, "../forwarder/cmd/forwarder", "../aggregator/cmd/aggregator")
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		buildErr = fmt.Errorf("build binaries: %v\n%s", err, out)
+	}
+	ostest.Main(m)
+}
+
+// proc is a running binary whose output goes to a file shown on failure.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  string
+	done chan struct{}
+	err  error
+}
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	out := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := strings.SplitN(name, "-", 2)[0]
+	cmd := exec.Command(filepath.Join(binDir, bin), args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, out: out, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(out)
+			if len(b) > 8000 {
+				b = b[len(b)-8000:]
+			}
+			t.Logf("--- %s output (tail) ---\n%s", name, b)
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not stop within 60s of SIGTERM", p.name)
+	}
+	if p.err != nil {
+		b, _ := os.ReadFile(p.out)
+		t.Fatalf("%s exited with %v:\n%s", p.name, p.err, b)
+	}
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+	default:
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitReady polls an admin /readyz until it answers 200.
+func waitReady(t *testing.T, p *proc, adminAddr string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			b, _ := os.ReadFile(p.out)
+			t.Fatalf("%s exited during start-up (%v):\n%s", p.name, p.err, b)
+		default:
+		}
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready within 60s", p.name)
+}
+
+type aggregator struct {
+	*proc
+	listen, admin string
+}
+
+func startAggregator(t *testing.T, name, dataDir, osURL, index, listen string) *aggregator {
+	t.Helper()
+	admin := freeAddr(t)
+	p := start(t, name,
+		"--id="+name, "--listen="+listen, "--admin-addr="+admin, "--data-dir="+dataDir,
+		"--opensearch-url="+osURL, "--index="+index, "--flush-interval=100ms", "--log.format=text",
+		"--shutdown-grace=20s")
+	waitReady(t, p, admin)
+	return &aggregator{proc: p, listen: listen, admin: admin}
+}
+
+func startForwarder(t *testing.T, name, podsRoot, dataDir, aggregatorAddr string) *proc {
+	t.Helper()
+	admin := freeAddr(t)
+	p := start(t, name,
+		"--pods-root="+podsRoot, "--data-dir="+dataDir, "--aggregator=dns:///"+aggregatorAddr,
+		"--node-name=node-e2e", "--admin-addr="+admin, "--scan-interval=200ms", "--poll-interval=50ms",
+		"--batch-linger=50ms", "--log.format=text", "--shutdown-grace=20s")
+	waitReady(t, p, admin)
+	return p
+}
+
+// search is a small OpenSearch client for assertions.
+type search struct {
+	url, index string
+}
+
+func (s search) do(t *testing.T, method, path string, body any) []byte {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), method, s.url+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, out)
+	}
+	return out
+}
+
+// count refreshes the index and counts its documents (0 before it exists).
+func (s search) count(t *testing.T) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/"+s.index+"/_refresh", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return 0
+		}
+	}
+	var r struct {
+		Count int `json:"count"`
+	}
+	json.Unmarshal(s.do(t, http.MethodGet, "/"+s.index+"/_count", nil), &r)
+	return r.Count
+}
+
+// waitCount waits until the index holds want documents, failing on more.
+func (s search) waitCount(t *testing.T, want int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := -1
+	for {
+		n := s.count(t)
+		if n == want {
+			return
+		}
+		if n > want {
+			t.Fatalf("index %s holds %d documents, more than the %d lines written", s.index, n, want)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("index %s holds %d documents after %s, want %d", s.index, n, timeout, want)
+		}
+		if n != last {
+			t.Logf("index holds %d of %d documents", n, want)
+			last = n
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// doc is the part of a document the tests compare.
+type doc struct {
+	Timestamp  string `json:"@timestamp"`
+	Time       string `json:"time"`
+	Stream     string `json:"stream"`
+	Log        string `json:"log"`
+	Kubernetes struct {
+		PodName       string `json:"pod_name"`
+		NamespaceName string `json:"namespace_name"`
+		PodID         string `json:"pod_id"`
+		ContainerName string `json:"container_name"`
+		Host          string `json:"host"`
+	} `json:"kubernetes"`
+	Podlogs struct {
+		Malformed bool `json:"malformed"`
+		Truncated bool `json:"truncated"`
+	} `json:"podlogs"`
+}
+
+// all returns every document of the index, in pages sorted by _id.
+func (s search) all(t *testing.T) []doc {
+	t.Helper()
+	var docs []doc
+	var after []any
+	for {
+		q := map[string]any{"size": 2000, "sort": []any{map[string]any{"_id": "asc"}}, "query": map[string]any{"match_all": map[string]any{}}}
+		if after != nil {
+			q["search_after"] = after
+		}
+		var r struct {
+			Hits struct {
+				Hits []struct {
+					Source doc   `json:"_source"`
+					Sort   []any `json:"sort"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		if err := json.Unmarshal(s.do(t, http.MethodPost, "/"+s.index+"/_search", q), &r); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Hits.Hits) == 0 {
+			return docs
+		}
+		for _, h := range r.Hits.Hits {
+			docs = append(docs, h.Source)
+		}
+		after = r.Hits.Hits[len(r.Hits.Hits)-1].Sort
+	}
+}
+
+// tempDir is t.TempDir with a readable name for process logs.
+func tempDir(t *testing.T, name string) string {
+	d := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
