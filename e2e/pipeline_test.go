@@ -126,6 +126,7 @@ func TestE2EEveryLineOnce(t *testing.T) {
 	time.Sleep(2 * time.Second) // anything doubled would show up now
 	s.waitCount(t, 10000, time.Second)
 	ps.check(t, s)
+	ps.checkDashboardQueries(t, s)
 }
 
 func TestE2ERestartsMidRun(t *testing.T) {

@@ -96,6 +96,9 @@ func findJava(explicit string) (string, error) {
 	}
 	best, bestMajor := "", 0
 	for _, home := range candidates {
+		if real, err := filepath.EvalSymlinks(home); err == nil {
+			home = real // /usr/lib/jvm has aliases; one name keeps one CDS archive
+		}
 		major := javaMajor(home)
 		// 11..23: OpenSearch 2.x needs 11+ and the SecurityManager, gone in 24. Prefer 17,
 		// the version OpenSearch 2.x is tested on most; $JAVA_HOME wins among equals.

@@ -157,4 +157,3 @@ func appendJSON[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
-

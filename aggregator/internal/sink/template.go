@@ -133,7 +133,9 @@ type StatusError struct {
 	RetryAfter string
 }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("OpenSearch answered %d: %s", e.Status, e.Body) }
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("OpenSearch answered %d: %s", e.Status, e.Body)
+}
 
 func truncate(b []byte, n int) string {
 	if len(b) > n {
