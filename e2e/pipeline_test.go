@@ -156,14 +156,13 @@ func TestE2ERestartsMidRun(t *testing.T) {
 
 	// Restart the forwarder alone, then the aggregator alone, while lines flow.
 	fwd.stop(t)
-	fwd = startForwarder(t, "forwarder-2", root, fwdDir, agg.listen)
+	startForwarder(t, "forwarder-2", root, fwdDir, agg.listen)
 	agg.stop(t)
 	ps.write(t, 450, 500)
-	agg = startAggregator(t, "aggregator-2", aggDir, osURL, index, listen)
+	startAggregator(t, "aggregator-2", aggDir, osURL, index, listen)
 
 	s.waitCount(t, 10000, 3*time.Minute)
 	time.Sleep(2 * time.Second)
 	s.waitCount(t, 10000, time.Second)
 	ps.check(t, s)
-	_ = fwd
 }

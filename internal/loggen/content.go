@@ -112,8 +112,6 @@ func (g *generator) pick() kind {
 
 // Helpers.
 
-func (g *generator) oneOf(xs ...string) string { return xs[g.rng.IntN(len(xs))] }
-
 func (g *generator) uuid() string { return randUUID(g.rng) }
 
 func (g *generator) between(lo, hi int) int { return lo + g.rng.IntN(hi-lo+1) }

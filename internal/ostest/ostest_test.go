@@ -42,7 +42,7 @@ func TestIndexName(t *testing.T) {
 	f("TestBulk/Mapping_Conflict#01", "t-testbulk-mapping_conflict-01-")
 	f("Test/*?\"<>| ,#\\:Ünïcode", "t-test-n-code-")
 	f(strings.Repeat("TestLong", 20), "t-testlongtestlong")
-	if indexName("TestX") == indexName("TestX") {
+	if a, b := indexName("TestX"), indexName("TestX"); a == b {
 		t.Error("two calls gave the same name")
 	}
 }

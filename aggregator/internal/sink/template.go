@@ -111,7 +111,7 @@ func do(ctx context.Context, client *opensearch.Client, method, path string, bod
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Perform(req)
+	resp, err := client.Stream(req)
 	if err != nil {
 		return nil, err
 	}
