@@ -37,7 +37,8 @@ type Config struct {
 	BackoffMax       time.Duration
 }
 
-// AckFunc receives each acknowledged batch, in order.
+// AckFunc receives each acknowledged batch, in order. It runs under the
+// sender's lock: keep it short (a checkpoint update).
 type AckFunc func(*podlogsv1.Batch)
 
 type pending struct {
@@ -268,28 +269,27 @@ func (s *Sender) recvLoop(stream grpc.BidiStreamingClient[podlogsv1.StreamReques
 
 func (s *Sender) ack(through uint64) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if through >= s.nextSeq {
-		s.mu.Unlock()
 		return fmt.Errorf("%w: ack through %d, but only %d batches were sent", errProtocol, through, s.nextSeq-1)
 	}
-	var done []*pending
+	popped := false
 	for len(s.queue) > 0 && s.queue[0].seq != 0 && s.queue[0].seq <= through {
 		p := s.queue[0]
+		// onAck runs before the batch leaves the queue, so that once Flush
+		// sees an empty queue every acknowledgement has been recorded.
+		s.onAck(p.batch)
+		s.metrics.recordsAcked.Add(float64(len(p.batch.GetRecords())))
 		s.queue[0] = nil
 		s.queue = s.queue[1:]
 		s.sent--
 		s.inflightBytes -= p.size
-		done = append(done, p)
+		popped = true
 	}
 	s.metrics.inflightBytes.Set(float64(s.inflightBytes))
-	if len(done) > 0 {
+	if popped {
 		close(s.space)
 		s.space = make(chan struct{})
-	}
-	s.mu.Unlock()
-	for _, p := range done {
-		s.onAck(p.batch)
-		s.metrics.recordsAcked.Add(float64(len(p.batch.GetRecords())))
 	}
 	return nil
 }

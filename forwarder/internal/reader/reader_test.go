@@ -1,0 +1,204 @@
+package reader
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
+	"github.com/podlogs/podlogs/internal/cri"
+	"github.com/podlogs/podlogs/internal/loggen"
+	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// ackingSubmitter acknowledges every batch at once into the store, and
+// records the messages it saw.
+type ackingSubmitter struct {
+	store *checkpoint.Store
+	mu    sync.Mutex
+	msgs  map[string]int // message → times seen
+}
+
+func (a *ackingSubmitter) Submit(_ context.Context, b *podlogsv1.Batch) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range b.GetRecords() {
+		src := b.GetSources()[r.GetSourceIndex()]
+		e, _, err := cri.ParseRecord(cri.FormatCRI, r.GetData(), nil)
+		if err != nil {
+			return fmt.Errorf("bad record %q: %v", r.GetData(), err)
+		}
+		a.msgs[string(e.Message)]++
+		id := src.GetIdentity()
+		a.store.Advance(checkpoint.Key{Device: id.GetDevice(), Inode: id.GetInode(), Fingerprint: id.GetFingerprint()}, src.GetPath(), r.GetNextOffset())
+	}
+	return nil
+}
+
+func (a *ackingSubmitter) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.msgs)
+}
+
+type rig struct {
+	root, ckpt string
+	sub        *ackingSubmitter
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+func startReader(t *testing.T, root, ckpt string, sub *ackingSubmitter) *rig {
+	t.Helper()
+	store, err := checkpoint.Open(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub == nil {
+		sub = &ackingSubmitter{msgs: map[string]int{}}
+	}
+	sub.store = store
+	r := New(Config{
+		PodsRoot: root, ScanInterval: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond, ReadBytes: 4096,
+		BatchBytes: 8192, BatchRecords: 50, BatchLinger: 10 * time.Millisecond, MaxRecordBytes: 1 << 20,
+	}, store, sub, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	rg := &rig{root: root, ckpt: ckpt, sub: sub, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(rg.done)
+		if err := r.Run(ctx); err != nil {
+			t.Error(err)
+		}
+		if err := store.Sync(); err != nil {
+			t.Error(err)
+		}
+	}()
+	t.Cleanup(rg.stop)
+	return rg
+}
+
+func (rg *rig) stop() {
+	rg.cancel()
+	<-rg.done
+}
+
+func (rg *rig) waitFor(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for rg.sub.count() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("read %d distinct lines, want %d", rg.sub.count(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // a doubled line would arrive now
+	rg.sub.mu.Lock()
+	defer rg.sub.mu.Unlock()
+	if len(rg.sub.msgs) != n {
+		t.Fatalf("read %d distinct lines, want %d", len(rg.sub.msgs), n)
+	}
+	for m, c := range rg.sub.msgs {
+		if c != 1 {
+			t.Fatalf("line %q read %d times", m, c)
+		}
+	}
+}
+
+func writeLines(t *testing.T, w *loggen.FileWriter, prefix string, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, err := w.WriteLine(time.Now(), "stdout", fmt.Sprintf("%s line %d", prefix, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRotationByRenameReadsEveryLineOnce(t *testing.T) {
+	root := t.TempDir()
+	w, err := loggen.OpenFile(filepath.Join(root, "ui_ui-1_u1/ui/0.log"), loggen.FormatCRI, loggen.FileOptions{SplitBytes: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil)
+	total := 0
+	for round := range 5 {
+		writeLines(t, w, fmt.Sprintf("round %d, a line long enough to be split in parts by the runtime", round), 0, 200)
+		total += 200
+		if _, err := w.Rotate(time.Now().Add(time.Duration(round) * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeLines(t, w, "after", 0, 10)
+	total += 10
+	rg.waitFor(t, total)
+}
+
+func TestCopyTruncateReadsTheNewContent(t *testing.T) {
+	root := t.TempDir()
+	path := filepath.Join(root, "ui_ui-1_u1/ui/0.log")
+	w, err := loggen.OpenFile(path, loggen.FormatCRI, loggen.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil)
+	writeLines(t, w, "before", 0, 100)
+	rg.waitFor(t, 100)
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	writeLines(t, w, "after truncation", 0, 30)
+	rg.waitFor(t, 130)
+}
+
+func TestRestartResumesFromCheckpoint(t *testing.T) {
+	root := t.TempDir()
+	ckpt := filepath.Join(t.TempDir(), "ckpt.json")
+	w, err := loggen.OpenFile(filepath.Join(root, "ui_ui-1_u1/ui/0.log"), loggen.FormatCRI, loggen.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	sub := &ackingSubmitter{msgs: map[string]int{}}
+	rg := startReader(t, root, ckpt, sub)
+	writeLines(t, w, "first", 0, 100)
+	rg.waitFor(t, 100)
+	rg.stop()
+
+	writeLines(t, w, "while down", 0, 50)
+	// The same submitter: a line read again would count twice.
+	rg = startReader(t, root, ckpt, sub)
+	rg.waitFor(t, 150)
+}
+
+func TestPartialLastLineWaits(t *testing.T) {
+	root := t.TempDir()
+	path := filepath.Join(root, "ui_ui-1_u1/ui/0.log")
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil)
+	fmt.Fprintf(f, "2023-11-07T02:05:10.616482913Z stdout F one\n2023-11-07T02:05:10.7Z stdout F tw")
+	rg.waitFor(t, 1)
+	fmt.Fprintf(f, "o\n")
+	rg.waitFor(t, 2)
+	rg.sub.mu.Lock()
+	defer rg.sub.mu.Unlock()
+	if rg.sub.msgs["two"] != 1 {
+		t.Fatalf("lines read: %v", rg.sub.msgs)
+	}
+}
