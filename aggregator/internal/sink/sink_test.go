@@ -1,0 +1,225 @@
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/opensearch-project/opensearch-go/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/podlogs/podlogs/aggregator/internal/buffer"
+	"github.com/podlogs/podlogs/internal/natstest"
+	"github.com/podlogs/podlogs/internal/ostest"
+)
+
+func TestMain(m *testing.M) { ostest.Main(m) }
+
+type rig struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	sink   *Sink
+	index  string
+	osURL  string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// start runs a sink from a fresh stream into a fresh index, through osURL
+// (the real node, or a proxy in front of it).
+func start(t *testing.T, osURL string, dupWindow time.Duration) *rig {
+	t.Helper()
+	index := ostest.Index(t)
+	ns := natstest.Start(t)
+	_, js := natstest.Connect(t, ns)
+	ctx := context.Background()
+	st, err := buffer.EnsureStream(ctx, js, buffer.StreamConfig{
+		Name: "T", SubjectPrefix: "t.docs", MaxBytes: 64 << 20, MaxAge: time.Hour, Duplicates: dupWindow, Replicas: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, "T", ConsumerConfig("writer", "t.docs.>", 1000, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := opensearch.NewClient(opensearch.Config{Addresses: []string{osURL}, DisableRetry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{
+		Index: index, DeadLetter: index + "-dlq", Workers: 2, BulkDocs: 50, BulkBytes: 1 << 20,
+		FlushInterval: 50 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+	}, client, cons, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	runCtx, cancel := context.WithCancel(ctx)
+	r := &rig{js: js, stream: st, sink: s, index: index, osURL: osURL, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(r.done); s.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-r.done })
+	return r
+}
+
+func (r *rig) publish(t *testing.T, id string, doc string) {
+	t.Helper()
+	m := &nats.Msg{Subject: "t.docs.ui", Header: nats.Header{"Nats-Msg-Id": []string{id}}, Data: []byte(doc)}
+	if _, err := r.js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func doc(i int, offset any) string {
+	b, _ := json.Marshal(map[string]any{
+		"@timestamp": "2026-11-25T08:00:00.000Z", "time": "2026-11-25T08:00:00.000000001Z", "stream": "stdout",
+		"log":        fmt.Sprintf("line %d", i),
+		"kubernetes": map[string]any{"pod_name": "ui-1", "namespace_name": "ui"},
+		"podlogs":    map[string]any{"offset": offset},
+	})
+	return string(b)
+}
+
+func count(t *testing.T, osURL, index string) int {
+	t.Helper()
+	http.Post(osURL+"/"+index+"/_refresh", "application/json", nil)
+	resp, err := http.Get(osURL + "/" + index + "/_count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct{ Count int }
+	json.NewDecoder(resp.Body).Decode(&r)
+	return r.Count
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// settled waits until the consumer has every message acked.
+func (r *rig) settled(t *testing.T, n uint64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d messages acked", n), func() bool {
+		info, err := r.js.Consumer(context.Background(), "T", "writer")
+		if err != nil {
+			return false
+		}
+		ci, err := info.Info(context.Background())
+		return err == nil && ci.AckFloor.Stream == n && ci.NumAckPending == 0 && ci.NumPending == 0
+	})
+}
+
+func TestWritesEachDocumentOnceAndAcksDuplicates(t *testing.T) {
+	osURL := ostest.URL(t)
+	r := start(t, osURL, 100*time.Millisecond)
+	for i := range 120 {
+		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+	}
+	r.settled(t, 120)
+	time.Sleep(200 * time.Millisecond) // past the duplicate window: JetStream stores them again
+	for i := range 30 {
+		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+	}
+	r.settled(t, 150)
+	if n := count(t, osURL, r.index); n != 120 {
+		t.Fatalf("index holds %d documents, want 120", n)
+	}
+	if c := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("created")); c != 120 {
+		t.Fatalf("created = %v", c)
+	}
+	if d := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("duplicate")); d != 30 {
+		t.Fatalf("duplicate = %v", d)
+	}
+}
+
+func TestMappingConflictGoesToDeadLetterIndex(t *testing.T) {
+	osURL := ostest.URL(t)
+	r := start(t, osURL, time.Minute)
+	for i := range 20 {
+		if i == 7 {
+			r.publish(t, "bad", doc(i, map[string]any{"an": "object where a number belongs"}))
+			continue
+		}
+		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+	}
+	r.settled(t, 20)
+	if n := count(t, osURL, r.index); n != 19 {
+		t.Fatalf("index holds %d documents, want the 19 good ones", n)
+	}
+	if n := count(t, osURL, r.index+"-dlq"); n != 1 {
+		t.Fatalf("dead-letter index holds %d documents, want 1", n)
+	}
+	resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Source struct {
+			ErrorType string `json:"error_type"`
+			Reason    string `json:"reason"`
+			Document  string `json:"document"`
+			Status    int    `json:"status"`
+		} `json:"_source"`
+	}
+	json.NewDecoder(resp.Body).Decode(&got)
+	if got.Source.ErrorType != "mapper_parsing_exception" || got.Source.Status != 400 ||
+		!strings.Contains(got.Source.Reason, "podlogs.offset") || !strings.Contains(got.Source.Document, "line 7") {
+		t.Fatalf("dead letter %+v", got.Source)
+	}
+}
+
+// A proxy in front of the real node that can answer 503 for everything, as
+// a cluster in trouble does.
+func TestOutageAcksNothingThenDeliversEverything(t *testing.T) {
+	osURL := ostest.URL(t)
+	target, _ := url.Parse(osURL)
+	var down atomic.Bool
+	var refused atomic.Int64
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if down.Load() {
+			refused.Add(1)
+			io.Copy(io.Discard, req.Body)
+			http.Error(w, `{"error":"cluster unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	defer srv.Close()
+
+	r := start(t, srv.URL, time.Minute)
+	waitFor(t, "templates installed", r.sink.Ready)
+	down.Store(true)
+	for i := range 100 {
+		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+	}
+	waitFor(t, "bulk requests refused", func() bool { return refused.Load() >= 5 })
+	cons, _ := r.js.Consumer(context.Background(), "T", "writer")
+	ci, _ := cons.Info(context.Background())
+	if ci.AckFloor.Stream != 0 {
+		t.Fatalf("messages acked during the outage: ack floor %d", ci.AckFloor.Stream)
+	}
+	down.Store(false)
+	r.settled(t, 100)
+	if n := count(t, osURL, r.index); n != 100 {
+		t.Fatalf("index holds %d documents after the outage, want 100", n)
+	}
+}
