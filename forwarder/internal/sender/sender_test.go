@@ -28,7 +28,7 @@ type fakeServer struct {
 
 	mu       sync.Mutex
 	streams  int
-	breakAt  map[int]int   // stream number → break after this many batches
+	breakAt  map[int]int    // stream number → break after this many batches
 	received map[uint64]int // record offset → times received
 	hold     chan struct{}  // when set, acks wait for it to close
 }
