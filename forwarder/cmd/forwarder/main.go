@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
+	"github.com/podlogs/podlogs/forwarder/internal/finder"
 	"github.com/podlogs/podlogs/forwarder/internal/reader"
 	"github.com/podlogs/podlogs/forwarder/internal/sender"
 	"github.com/podlogs/podlogs/internal/adminhttp"
@@ -58,7 +60,14 @@ func run(args []string) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	store, err := checkpoint.Open(filepath.Join(cfg.DataDir, "checkpoints.json"))
+	checkpointPath := filepath.Join(cfg.DataDir, "checkpoints.json")
+	_, statErr := os.Stat(checkpointPath)
+	firstStart := errors.Is(statErr, os.ErrNotExist)
+	store, err := checkpoint.Open(checkpointPath)
+	if err != nil {
+		return err
+	}
+	filter, err := finder.NewFilter(cfg.Include, cfg.Exclude)
 	if err != nil {
 		return err
 	}
@@ -89,6 +98,9 @@ func run(args []string) error {
 	}, reg, log)
 	rd := reader.New(reader.Config{
 		PodsRoot:       cfg.PodsRoot,
+		Filter:         filter,
+		SkipExisting:   firstStart && cfg.InitialRead == "end",
+		NoWatch:        !cfg.Watch,
 		ScanInterval:   cfg.ScanInterval,
 		PollInterval:   cfg.PollInterval,
 		ReadBytes:      256 << 10,
@@ -110,7 +122,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("forwarder starting", "version", version, "node", cfg.NodeName, "pods_root", cfg.PodsRoot,
-		"aggregator", cfg.Aggregator, "admin", admin.Addr(), "checkpointed_files", store.Len())
+		"aggregator", cfg.Aggregator, "admin", admin.Addr(), "checkpointed_files", store.Len(), "first_start", firstStart)
 
 	// Components run under their own contexts so that shutdown goes input
 	// first: stop reading, let in-flight batches be acknowledged, then close
@@ -175,6 +187,9 @@ func syncLoop(ctx context.Context, store *checkpoint.Store, every time.Duration,
 
 type config struct {
 	PodsRoot           string
+	Include, Exclude   []string
+	InitialRead        string
+	Watch              bool
 	DataDir            string
 	Aggregator         string
 	NodeName           string
@@ -199,6 +214,16 @@ func parseConfig(args []string) (config, error) {
 	hostname, _ := os.Hostname()
 	fs := flag.NewFlagSet("forwarder", flag.ContinueOnError)
 	fs.StringVar(&c.PodsRoot, "pods-root", "/var/log/pods", "directory kubelet writes pod log files under")
+	fs.Func("include", "follow only containers matching namespace[/pod[/container]] globs, comma-separated (repeatable; default: all)", func(v string) error {
+		c.Include = append(c.Include, strings.Split(v, ",")...)
+		return nil
+	})
+	fs.Func("exclude", "skip containers matching namespace[/pod[/container]] globs, comma-separated (repeatable), e.g. kube-system,*/*/istio-proxy", func(v string) error {
+		c.Exclude = append(c.Exclude, strings.Split(v, ",")...)
+		return nil
+	})
+	fs.StringVar(&c.InitialRead, "initial-read", "start", "on the node's very first start (no checkpoint file), read existing files from the \"start\" or skip to their \"end\"; files that appear later are always read from their start")
+	fs.BoolVar(&c.Watch, "watch", true, "use filesystem notifications (inotify); polling remains the safety net")
 	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/podlogs", "directory for the checkpoint file (a hostPath that outlives the pod)")
 	fs.StringVar(&c.Aggregator, "aggregator", "dns:///podlogs-aggregator:7370", "gRPC target of the aggregators; dns:/// balances over every address of a headless Service")
 	fs.StringVar(&c.NodeName, "node-name", hostname, "Kubernetes node name, sent as kubernetes.host (set from spec.nodeName)")
@@ -210,7 +235,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.BatchRecords, "batch-records", 2000, "send a batch when it holds this many records")
 	fs.DurationVar(&c.BatchLinger, "batch-linger", 200*time.Millisecond, "send a batch at the latest this long after its first record")
 	fs.DurationVar(&c.ScanInterval, "scan-interval", time.Second, "how often to look for new, rotated and deleted log files")
-	fs.DurationVar(&c.PollInterval, "poll-interval", 250*time.Millisecond, "how often to look for appended lines when idle")
+	fs.DurationVar(&c.PollInterval, "poll-interval", time.Second, "how often to read every file whether or not a notification said it was written")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", time.Second, "how often to write acknowledged offsets to disk")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "on SIGTERM, how long to wait for in-flight batches to be acknowledged")
 	fs.StringVar(&c.LogLevel, "log.level", "info", "debug, info, warn or error")
@@ -230,6 +255,12 @@ func (c config) validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is empty"))
+	}
+	if c.InitialRead != "start" && c.InitialRead != "end" {
+		errs = append(errs, fmt.Errorf("--initial-read must be start or end, got %q", c.InitialRead))
+	}
+	if _, err := finder.NewFilter(c.Include, c.Exclude); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Aggregator == "" {
 		errs = append(errs, errors.New("--aggregator is empty"))

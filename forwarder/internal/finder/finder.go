@@ -26,9 +26,10 @@ type File struct {
 	Size   int64
 }
 
-// Scan lists the log files under root. Directories that vanish while it
-// walks (pods being deleted) are skipped, not errors.
-func Scan(root string) ([]File, error) {
+// Scan lists the log files under root of the containers filter matches.
+// Directories that vanish while it walks (pods being deleted) are skipped,
+// not errors.
+func Scan(root string, filter *Filter) ([]File, error) {
 	pods, err := os.ReadDir(root)
 	if err != nil {
 		return nil, fmt.Errorf("list pods root %s: %w", root, err)
@@ -56,7 +57,7 @@ func Scan(root string) ([]File, error) {
 				}
 				rel := path.Join(pod.Name(), c.Name(), l.Name())
 				ref, err := podpath.Parse(rel)
-				if err != nil {
+				if err != nil || !filter.Match(ref) {
 					continue
 				}
 				f, err := stat(filepath.Join(root, rel))

@@ -28,7 +28,7 @@ func TestScan(t *testing.T) {
 	write("not-a-pod-dir/c/0.log")
 	write("stray.log")
 
-	files, err := Scan(root)
+	files, err := Scan(root, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestScan(t *testing.T) {
 }
 
 func TestScanMissingRoot(t *testing.T) {
-	if _, err := Scan(filepath.Join(t.TempDir(), "nope")); err == nil {
+	if _, err := Scan(filepath.Join(t.TempDir(), "nope"), nil); err == nil {
 		t.Fatal("Scan of a missing root succeeded")
 	}
 }

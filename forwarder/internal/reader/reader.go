@@ -2,6 +2,11 @@
 // was appended to each in bounded turns (a busy pod cannot starve a quiet
 // one), packs the records into batches and submits them to the sender, which
 // blocks it while the window of unacknowledged bytes is full.
+//
+// Filesystem notifications say which files were written, so a line reaches
+// the sender at once and idle files cost nothing; a periodic rescan and a
+// periodic read of every file are the safety net for filesystems that send
+// no events.
 package reader
 
 import (
@@ -9,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"path/filepath"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
@@ -24,13 +31,20 @@ import (
 // Config tunes the loop.
 type Config struct {
 	PodsRoot       string
+	Filter         *finder.Filter
 	ScanInterval   time.Duration // how often to look for new and gone files
-	PollInterval   time.Duration // how often to look for appended data when idle
+	PollInterval   time.Duration // how often to read every file, events or not
 	ReadBytes      int           // at most this much from one file per turn
 	BatchBytes     int           // flush a batch at this many record bytes
 	BatchRecords   int           // ... or this many records
 	BatchLinger    time.Duration // ... or when its oldest record waited this long
 	MaxRecordBytes int
+	// SkipExisting starts files found by the first scan, that have no
+	// checkpoint, at their end: a node's first start that should not ship
+	// old logs. Files found later are always read from their start.
+	SkipExisting bool
+	// NoWatch turns filesystem notifications off (polling only).
+	NoWatch bool
 }
 
 // Submitter takes a batch; it blocks while the window is full.
@@ -47,16 +61,20 @@ type Reader struct {
 	metrics *metrics
 
 	files   map[fileID]*openFile
+	byPath  map[string]fileID
 	order   []fileID // round-robin order of reads
 	readBuf []byte
 	batch   builder
+	scans   int
+	watch   *watcher // nil when notifications are off or unavailable
 }
 
 type fileID struct{ dev, ino uint64 }
 
 type openFile struct {
-	t    *tail.File
-	seen bool // found by the last scan
+	t     *tail.File
+	seen  bool // found by the last scan
+	dirty bool // written since last read to its end
 }
 
 // New returns a reader; it opens nothing until Run.
@@ -68,46 +86,60 @@ func New(cfg Config, store *checkpoint.Store, out Submitter, reg prometheus.Regi
 		log:     log,
 		metrics: newMetrics(reg),
 		files:   map[fileID]*openFile{},
+		byPath:  map[string]fileID{},
 		readBuf: make([]byte, cfg.ReadBytes),
 	}
 }
 
-// Run reads until ctx is done, then submits what it holds and closes every
-// file. Records it read but could not submit are simply read again after a
-// restart: only acknowledged offsets are checkpointed.
+// Run reads until ctx is done, then closes every file. Records read but not
+// submitted are read again after a restart: only acknowledged offsets are
+// checkpointed.
 func (r *Reader) Run(ctx context.Context) error {
 	defer r.closeAll()
+	if !r.cfg.NoWatch {
+		w, err := newWatcher(r.cfg.PodsRoot)
+		if err != nil {
+			r.log.Warn("filesystem notifications unavailable; relying on polling", "err", err, "poll_interval", r.cfg.PollInterval)
+		} else {
+			r.watch = w
+			defer w.close()
+		}
+	}
+	var events <-chan fsnotify.Event
+	var watchErrs <-chan error
+	if r.watch != nil {
+		events, watchErrs = r.watch.w.Events, r.watch.w.Errors
+	}
 	scan := time.NewTicker(r.cfg.ScanInterval)
 	defer scan.Stop()
 	poll := time.NewTicker(r.cfg.PollInterval)
 	defer poll.Stop()
-	if err := r.scan(); err != nil {
-		r.log.Warn("scan of pods root failed; retrying", "err", err)
-	}
+	// Creations and renames call for a scan soon; a burst of them gets one.
+	scanSoon := time.NewTimer(time.Hour)
+	scanSoon.Stop()
+	defer scanSoon.Stop()
+	scanPending := false
+
+	r.scanAndLog()
+	readAll := true
 	for {
-		progress, err := r.readTurn(ctx)
+		progress, err := r.readTurn(ctx, readAll)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
+		readAll = false
 		if r.batch.due(r.cfg, time.Now()) {
 			if err := r.flush(ctx); err != nil {
 				return nil // ctx done while the window was full
 			}
 		}
 		if progress {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-scan.C:
-				r.scanAndLog()
-			default:
-			}
 			continue
 		}
-		// Idle: hand over what we have, then wait.
+		// Idle: hand over what we have, then wait for something to happen.
 		if r.batch.len() > 0 {
 			if err := r.flush(ctx); err != nil {
 				return nil
@@ -116,11 +148,44 @@ func (r *Reader) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case ev := <-events:
+			if r.handleEvent(ev) && !scanPending {
+				scanPending = true
+				scanSoon.Reset(50 * time.Millisecond)
+			}
+		case err := <-watchErrs:
+			// Typically an overflowed event queue: some writes went unseen.
+			r.log.Warn("filesystem notification error; reading every file", "err", err)
+			readAll = true
+		case <-scanSoon.C:
+			scanPending = false
+			r.scanAndLog()
 		case <-scan.C:
 			r.scanAndLog()
 		case <-poll.C:
+			readAll = true
 		}
 	}
+}
+
+// handleEvent marks a written file dirty; it returns true when the event
+// calls for a scan (something created, renamed or removed).
+func (r *Reader) handleEvent(ev fsnotify.Event) bool {
+	rel, depth := r.watch.rel(ev.Name)
+	if depth == 0 {
+		return false
+	}
+	if ev.Has(fsnotify.Write) && depth == 3 {
+		if id, ok := r.byPath[rel]; ok {
+			if f := r.files[id]; f != nil {
+				f.dirty = true
+			}
+			return false
+		}
+		// A file we do not follow yet (no first line at the last scan).
+		return finder.IsLogName(path.Base(rel))
+	}
+	return ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove)
 }
 
 func (r *Reader) scanAndLog() {
@@ -129,25 +194,30 @@ func (r *Reader) scanAndLog() {
 	}
 }
 
-// readTurn reads once from every file; progress tells whether any had data.
-func (r *Reader) readTurn(ctx context.Context) (bool, error) {
+// readTurn reads once from every dirty file (every file if all is set);
+// progress tells whether any had data.
+func (r *Reader) readTurn(ctx context.Context, all bool) (bool, error) {
 	progress := false
-	for _, id := range r.order {
+	for i := 0; i < len(r.order); i++ {
+		id := r.order[i]
 		f := r.files[id]
-		if f == nil {
+		if f == nil || !(all || f.dirty || r.watch == nil) {
 			continue
 		}
 		n, err := f.t.Read(r.readBuf, func(rec cri.Record) { r.batch.add(f.t, rec) })
 		if err != nil {
 			r.log.Warn("read failed; closing the file", "file", f.t.Rel, "err", err)
 			r.close(id)
+			i--
 			continue
 		}
 		r.metrics.bytesRead.Add(float64(n))
+		// A full buffer means there is likely more: come back next turn.
+		f.dirty = n == len(r.readBuf)
 		if n > 0 {
 			progress = true
-		} else if err := r.atEOF(id, f); err != nil {
-			return false, err
+		} else if r.atEOF(id, f) {
+			i--
 		}
 		if r.batch.full(r.cfg) {
 			if err := r.flush(ctx); err != nil {
@@ -159,13 +229,13 @@ func (r *Reader) readTurn(ctx context.Context) (bool, error) {
 }
 
 // atEOF handles a file with nothing new: it may have been truncated, or be
-// gone and finished.
-func (r *Reader) atEOF(id fileID, f *openFile) error {
+// gone and finished. It returns true if it closed the file.
+func (r *Reader) atEOF(id fileID, f *openFile) bool {
 	truncated, err := f.t.Truncated()
 	if err != nil {
 		r.log.Warn("stat failed; closing the file", "file", f.t.Rel, "err", err)
 		r.close(id)
-		return nil
+		return true
 	}
 	if truncated {
 		// copytruncate: what follows is a new file under the same inode; its
@@ -173,7 +243,7 @@ func (r *Reader) atEOF(id fileID, f *openFile) error {
 		r.log.Info("file was truncated; reading it again from the start", "file", f.t.Rel)
 		r.metrics.truncations.Inc()
 		r.close(id)
-		return nil
+		return true
 	}
 	if !f.seen {
 		// Deleted or compressed away, and read to its end.
@@ -182,46 +252,88 @@ func (r *Reader) atEOF(id fileID, f *openFile) error {
 			r.log.Warn("file is gone with an unterminated last line; its bytes are lost", "file", f.t.Rel, "bytes", p)
 		}
 		r.close(id)
+		return true
 	}
-	return nil
+	return false
 }
 
 func (r *Reader) scan() error {
-	found, err := finder.Scan(r.cfg.PodsRoot)
+	found, err := finder.Scan(r.cfg.PodsRoot, r.cfg.Filter)
 	if err != nil {
 		return err
 	}
+	r.scans++
+	first := r.scans == 1
 	for _, f := range r.files {
 		f.seen = false
 	}
 	present := make(map[fileID]bool, len(found))
+	dirs := map[string]bool{filepath.Clean(r.cfg.PodsRoot): true}
 	for _, ff := range found {
+		containerDir := filepath.Join(r.cfg.PodsRoot, path.Dir(ff.Rel))
+		dirs[containerDir] = true
+		dirs[filepath.Dir(containerDir)] = true
 		id := fileID{ff.Device, ff.Inode}
 		present[id] = true
 		if f, ok := r.files[id]; ok {
 			f.seen = true
 			if f.t.Rel != ff.Rel {
 				r.metrics.rotations.Inc()
+				delete(r.byPath, f.t.Rel)
 				f.t.Rel = ff.Rel // renamed by rotation: same file, read on
+				r.byPath[ff.Rel] = id
+				f.dirty = true
 			}
 			continue
 		}
-		t, err := tail.Open(filepath.Join(r.cfg.PodsRoot, ff.Rel), ff.Rel, r.cfg.MaxRecordBytes, r.startOffset)
+		start := r.startOffset
+		if first && r.cfg.SkipExisting {
+			start = r.startOffsetOrEnd
+		}
+		t, err := tail.Open(filepath.Join(r.cfg.PodsRoot, ff.Rel), ff.Rel, r.cfg.MaxRecordBytes, start)
 		if errors.Is(err, tail.ErrNoFirstLine) {
-			continue // no identity yet; the next scan tries again
+			continue // no identity yet; a write event or the next scan tries again
 		}
 		if err != nil {
 			r.log.Warn("cannot open log file", "file", ff.Rel, "err", err)
 			continue
 		}
-		r.files[id] = &openFile{t: t, seen: true}
+		r.files[id] = &openFile{t: t, seen: true, dirty: true}
+		r.byPath[ff.Rel] = id
 		r.order = append(r.order, id)
 		r.metrics.filesOpened.Inc()
 	}
+	// Files no longer found must be read to their end, then closed.
+	for _, f := range r.files {
+		if !f.seen {
+			f.dirty = true
+		}
+	}
 	r.metrics.openFiles.Set(float64(len(r.files)))
+	// Directories of pods without files (yet) need watches too.
+	if r.watch != nil {
+		addPodDirs(r.cfg.PodsRoot, dirs)
+		if err := r.watch.sync(dirs); err != nil {
+			r.log.Warn("cannot watch every directory; polling covers the rest", "err", err)
+		}
+	}
 	// Entries of files that are gone serve no purpose; keep the store small.
 	r.store.Forget(func(e checkpoint.Entry) bool { return present[fileID{e.Device, e.Inode}] })
 	return nil
+}
+
+// addPodDirs adds the pod and container directories under root to dirs.
+func addPodDirs(root string, dirs map[string]bool) {
+	pods, _ := filepath.Glob(filepath.Join(root, "*", "*"))
+	for _, p := range pods {
+		dirs[filepath.Dir(p)] = true
+		dirs[p] = true
+	}
+	if top, _ := filepath.Glob(filepath.Join(root, "*")); top != nil {
+		for _, p := range top {
+			dirs[p] = true
+		}
+	}
 }
 
 func (r *Reader) startOffset(k checkpoint.Key) uint64 {
@@ -231,9 +343,17 @@ func (r *Reader) startOffset(k checkpoint.Key) uint64 {
 	return 0
 }
 
+func (r *Reader) startOffsetOrEnd(k checkpoint.Key) uint64 {
+	if e, ok := r.store.Get(k); ok {
+		return e.Offset
+	}
+	return tail.AtEnd
+}
+
 func (r *Reader) close(id fileID) {
 	if f := r.files[id]; f != nil {
 		f.t.Close()
+		delete(r.byPath, f.t.Rel)
 		delete(r.files, id)
 	}
 	for i, o := range r.order {
@@ -261,106 +381,4 @@ func (r *Reader) flush(ctx context.Context) error {
 		return fmt.Errorf("submit batch: %w", err)
 	}
 	return nil
-}
-
-// builder packs records into one batch. Record data is copied into one arena
-// per batch, so the per-line cost is a slice header, not an allocation.
-type builder struct {
-	b       *podlogsv1.Batch
-	sources map[*tail.File]uint32
-	arena   []byte
-	bytes   int
-	started time.Time
-}
-
-func (bb *builder) add(t *tail.File, rec cri.Record) {
-	if bb.b == nil {
-		bb.b = &podlogsv1.Batch{}
-		bb.sources = map[*tail.File]uint32{}
-		bb.arena = make([]byte, 0, 64<<10)
-		bb.started = time.Now()
-	}
-	idx, ok := bb.sources[t]
-	if !ok {
-		idx = uint32(len(bb.b.Sources))
-		k := t.Key()
-		bb.b.Sources = append(bb.b.Sources, &podlogsv1.Source{
-			Path:     t.Rel,
-			Identity: &podlogsv1.FileIdentity{Device: k.Device, Inode: k.Inode, Fingerprint: k.Fingerprint},
-			Format:   protoFormat(t.Format()),
-		})
-		bb.sources[t] = idx
-	}
-	if cap(bb.arena)-len(bb.arena) < len(rec.Data) {
-		// Start a new arena; earlier records keep pointing into the old one.
-		bb.arena = make([]byte, 0, max(64<<10, len(rec.Data)))
-	}
-	start := len(bb.arena)
-	bb.arena = append(bb.arena, rec.Data...)
-	bb.b.Records = append(bb.b.Records, &podlogsv1.Record{
-		SourceIndex: idx,
-		Offset:      rec.Offset,
-		NextOffset:  rec.NextOffset,
-		Data:        bb.arena[start:len(bb.arena):len(bb.arena)],
-		Truncated:   rec.Truncated,
-	})
-	bb.bytes += len(rec.Data)
-}
-
-func (bb *builder) len() int {
-	if bb.b == nil {
-		return 0
-	}
-	return len(bb.b.Records)
-}
-
-func (bb *builder) full(cfg Config) bool {
-	return bb.b != nil && (bb.bytes >= cfg.BatchBytes || len(bb.b.Records) >= cfg.BatchRecords)
-}
-
-func (bb *builder) due(cfg Config, now time.Time) bool {
-	return bb.full(cfg) || (bb.b != nil && now.Sub(bb.started) >= cfg.BatchLinger)
-}
-
-func (bb *builder) take() *podlogsv1.Batch {
-	b := bb.b
-	*bb = builder{}
-	return b
-}
-
-func protoFormat(f cri.Format) podlogsv1.Format {
-	switch f {
-	case cri.FormatCRI:
-		return podlogsv1.Format_FORMAT_CRI
-	case cri.FormatDocker:
-		return podlogsv1.Format_FORMAT_DOCKER
-	}
-	return podlogsv1.Format_FORMAT_UNSPECIFIED
-}
-
-type metrics struct {
-	bytesRead, recordsRead, rotations, truncations, filesOpened prometheus.Counter
-	openFiles                                                   prometheus.Gauge
-	lostBytes                                                   *prometheus.CounterVec
-}
-
-func newMetrics(reg prometheus.Registerer) *metrics {
-	c := func(name, help string) prometheus.Counter {
-		m := prometheus.NewCounter(prometheus.CounterOpts{Name: "podlogs_forwarder_" + name, Help: help})
-		reg.MustRegister(m)
-		return m
-	}
-	m := &metrics{
-		bytesRead:   c("bytes_read_total", "Bytes read from log files."),
-		recordsRead: c("records_read_total", "Records framed from log files and handed to the sender."),
-		rotations:   c("rotations_total", "Log files found renamed by rotation and followed."),
-		truncations: c("truncations_total", "Log files found truncated under the reader (copytruncate)."),
-		filesOpened: c("files_opened_total", "Log files opened."),
-		openFiles:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "podlogs_forwarder_open_files", Help: "Log files being followed."}),
-		lostBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podlogs_forwarder_lost_bytes_total", Help: "Bytes that could not be delivered, by reason.",
-		}, []string{"reason"}),
-	}
-	reg.MustRegister(m.openFiles, m.lostBytes)
-	return m
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
+	"github.com/podlogs/podlogs/forwarder/internal/finder"
 	"github.com/podlogs/podlogs/internal/cri"
 	"github.com/podlogs/podlogs/internal/loggen"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
@@ -58,7 +60,7 @@ type rig struct {
 	done       chan struct{}
 }
 
-func startReader(t *testing.T, root, ckpt string, sub *ackingSubmitter) *rig {
+func startReader(t *testing.T, root, ckpt string, sub *ackingSubmitter, opts ...func(*Config)) *rig {
 	t.Helper()
 	store, err := checkpoint.Open(ckpt)
 	if err != nil {
@@ -68,10 +70,14 @@ func startReader(t *testing.T, root, ckpt string, sub *ackingSubmitter) *rig {
 		sub = &ackingSubmitter{msgs: map[string]int{}}
 	}
 	sub.store = store
-	r := New(Config{
+	cfg := Config{
 		PodsRoot: root, ScanInterval: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond, ReadBytes: 4096,
 		BatchBytes: 8192, BatchRecords: 50, BatchLinger: 10 * time.Millisecond, MaxRecordBytes: 1 << 20,
-	}, store, sub, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	r := New(cfg, store, sub, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	rg := &rig{root: root, ckpt: ckpt, sub: sub, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -124,13 +130,18 @@ func writeLines(t *testing.T, w *loggen.FileWriter, prefix string, from, to int)
 }
 
 func TestRotationByRenameReadsEveryLineOnce(t *testing.T) {
+	t.Run("notifications", func(t *testing.T) { testRotation(t) })
+	t.Run("polling", func(t *testing.T) { testRotation(t, func(c *Config) { c.NoWatch = true }) })
+}
+
+func testRotation(t *testing.T, opts ...func(*Config)) {
 	root := t.TempDir()
 	w, err := loggen.OpenFile(filepath.Join(root, "ui_ui-1_u1/ui/0.log"), loggen.FormatCRI, loggen.FileOptions{SplitBytes: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil)
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil, opts...)
 	total := 0
 	for round := range 5 {
 		writeLines(t, w, fmt.Sprintf("round %d, a line long enough to be split in parts by the runtime", round), 0, 200)
@@ -201,4 +212,78 @@ func TestPartialLastLineWaits(t *testing.T) {
 	if rg.sub.msgs["two"] != 1 {
 		t.Fatalf("lines read: %v", rg.sub.msgs)
 	}
+}
+
+// With notifications, a line written to a file quiet for a while is read at
+// once, although the safety poll is an hour away.
+func TestQuietFileIsReadOnWrite(t *testing.T) {
+	root := t.TempDir()
+	w, err := loggen.OpenFile(filepath.Join(root, "ui_ui-1_u1/ui/0.log"), loggen.FormatCRI, loggen.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeLines(t, w, "first", 0, 1)
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil, func(c *Config) {
+		c.PollInterval, c.ScanInterval = time.Hour, time.Hour
+	})
+	rg.waitFor(t, 1)
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	writeLines(t, w, "after a pause", 0, 1)
+	rg.waitFor(t, 2)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("a write to a quiet file took %s to be read", d)
+	}
+	// A new pod appears: found through the notification, not the hourly scan.
+	w2, err := loggen.OpenFile(filepath.Join(root, "carts_carts-1_u2/carts/0.log"), loggen.FormatCRI, loggen.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	writeLines(t, w2, "new pod", 0, 3)
+	rg.waitFor(t, 5)
+}
+
+func TestSkipExistingOnFirstStart(t *testing.T) {
+	root := t.TempDir()
+	old, err := loggen.OpenFile(filepath.Join(root, "ui_ui-1_u1/ui/0.log"), loggen.FormatCRI, loggen.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	writeLines(t, old, "old", 0, 50)
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil, func(c *Config) { c.SkipExisting = true })
+	time.Sleep(100 * time.Millisecond)
+	writeLines(t, old, "new in an old file", 0, 5)
+	fresh, err := loggen.OpenFile(filepath.Join(root, "ui_ui-2_u2/ui/0.log"), loggen.FormatCRI, loggen.FileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	writeLines(t, fresh, "new pod", 0, 5) // found later: read from its start
+	rg.waitFor(t, 10)
+	rg.sub.mu.Lock()
+	defer rg.sub.mu.Unlock()
+	for m := range rg.sub.msgs {
+		if strings.HasPrefix(m, "old ") {
+			t.Fatalf("an existing line was shipped: %q", m)
+		}
+	}
+}
+
+func TestFilterSkipsExcludedContainers(t *testing.T) {
+	root := t.TempDir()
+	flt, err := finder.NewFilter(nil, []string{"kube-system"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, _ := loggen.OpenFile(filepath.Join(root, "kube-system_kube-proxy-1_u1/kube-proxy/0.log"), loggen.FormatCRI, loggen.FileOptions{})
+	app, _ := loggen.OpenFile(filepath.Join(root, "ui_ui-1_u2/ui/0.log"), loggen.FormatCRI, loggen.FileOptions{})
+	defer sys.Close()
+	defer app.Close()
+	writeLines(t, sys, "system", 0, 10)
+	writeLines(t, app, "app", 0, 10)
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil, func(c *Config) { c.Filter = flt })
+	rg.waitFor(t, 10)
 }

@@ -21,6 +21,11 @@ import (
 // FingerprintBytes caps the part of the first line that identifies a file.
 const FingerprintBytes = 1024
 
+// AtEnd, returned by Open's start function, starts reading after the last
+// complete line of the file (a node's very first start, told to skip what is
+// already there).
+const AtEnd = ^uint64(0)
+
 // ErrNoFirstLine means the file does not hold a whole first line yet, so it
 // has no identity yet; try again later.
 var ErrNoFirstLine = errors.New("file has no complete first line yet")
@@ -52,6 +57,12 @@ func Open(abs, rel string, maxRecordBytes int, start func(checkpoint.Key) uint64
 		return nil, fmt.Errorf("identify %s: %w", rel, err)
 	}
 	offset := start(key)
+	if offset == AtEnd {
+		if offset, err = endOfLastLine(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("find the end of %s: %w", rel, err)
+		}
+	}
 	format := cri.DetectFormat(first)
 	return &File{
 		Rel:        rel,
@@ -84,6 +95,29 @@ func identify(f *os.File) (checkpoint.Key, []byte, error) {
 		return checkpoint.Key{}, nil, ErrNoFirstLine
 	}
 	return checkpoint.Key{Device: uint64(st.Dev), Inode: st.Ino, Fingerprint: fingerprint(first)}, first, nil
+}
+
+// endOfLastLine returns the offset just past the file's last newline.
+func endOfLastLine(f *os.File) (uint64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	var buf [4096]byte
+	for end := fi.Size(); end > 0; {
+		start := max(0, end-int64(len(buf)))
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] == '\n' {
+				return uint64(start) + uint64(i) + 1, nil
+			}
+		}
+		end = start
+	}
+	return 0, nil
 }
 
 // fingerprint is 64-bit FNV-1a: fast, stable across versions, and with the

@@ -1,0 +1,113 @@
+package reader
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podlogs/podlogs/forwarder/internal/tail"
+	"github.com/podlogs/podlogs/internal/cri"
+	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
+)
+
+// builder packs records into one batch. Record data is copied into one arena
+// per batch, so the per-line cost is a slice header, not an allocation.
+type builder struct {
+	b       *podlogsv1.Batch
+	sources map[*tail.File]uint32
+	arena   []byte
+	bytes   int
+	started time.Time
+}
+
+func (bb *builder) add(t *tail.File, rec cri.Record) {
+	if bb.b == nil {
+		bb.b = &podlogsv1.Batch{}
+		bb.sources = map[*tail.File]uint32{}
+		bb.arena = make([]byte, 0, 64<<10)
+		bb.started = time.Now()
+	}
+	idx, ok := bb.sources[t]
+	if !ok {
+		idx = uint32(len(bb.b.Sources))
+		k := t.Key()
+		bb.b.Sources = append(bb.b.Sources, &podlogsv1.Source{
+			Path:     t.Rel,
+			Identity: &podlogsv1.FileIdentity{Device: k.Device, Inode: k.Inode, Fingerprint: k.Fingerprint},
+			Format:   protoFormat(t.Format()),
+		})
+		bb.sources[t] = idx
+	}
+	if cap(bb.arena)-len(bb.arena) < len(rec.Data) {
+		// Start a new arena; earlier records keep pointing into the old one.
+		bb.arena = make([]byte, 0, max(64<<10, len(rec.Data)))
+	}
+	start := len(bb.arena)
+	bb.arena = append(bb.arena, rec.Data...)
+	bb.b.Records = append(bb.b.Records, &podlogsv1.Record{
+		SourceIndex: idx,
+		Offset:      rec.Offset,
+		NextOffset:  rec.NextOffset,
+		Data:        bb.arena[start:len(bb.arena):len(bb.arena)],
+		Truncated:   rec.Truncated,
+	})
+	bb.bytes += len(rec.Data)
+}
+
+func (bb *builder) len() int {
+	if bb.b == nil {
+		return 0
+	}
+	return len(bb.b.Records)
+}
+
+func (bb *builder) full(cfg Config) bool {
+	return bb.b != nil && (bb.bytes >= cfg.BatchBytes || len(bb.b.Records) >= cfg.BatchRecords)
+}
+
+func (bb *builder) due(cfg Config, now time.Time) bool {
+	return bb.full(cfg) || (bb.b != nil && now.Sub(bb.started) >= cfg.BatchLinger)
+}
+
+func (bb *builder) take() *podlogsv1.Batch {
+	b := bb.b
+	*bb = builder{}
+	return b
+}
+
+func protoFormat(f cri.Format) podlogsv1.Format {
+	switch f {
+	case cri.FormatCRI:
+		return podlogsv1.Format_FORMAT_CRI
+	case cri.FormatDocker:
+		return podlogsv1.Format_FORMAT_DOCKER
+	}
+	return podlogsv1.Format_FORMAT_UNSPECIFIED
+}
+
+type metrics struct {
+	bytesRead, recordsRead, rotations, truncations, filesOpened prometheus.Counter
+	openFiles                                                   prometheus.Gauge
+	lostBytes                                                   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	c := func(name, help string) prometheus.Counter {
+		m := prometheus.NewCounter(prometheus.CounterOpts{Name: "podlogs_forwarder_" + name, Help: help})
+		reg.MustRegister(m)
+		return m
+	}
+	m := &metrics{
+		bytesRead:   c("bytes_read_total", "Bytes read from log files."),
+		recordsRead: c("records_read_total", "Records framed from log files and handed to the sender."),
+		rotations:   c("rotations_total", "Log files found renamed by rotation and followed."),
+		truncations: c("truncations_total", "Log files found truncated under the reader (copytruncate)."),
+		filesOpened: c("files_opened_total", "Log files opened."),
+		openFiles:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "podlogs_forwarder_open_files", Help: "Log files being followed."}),
+		lostBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podlogs_forwarder_lost_bytes_total", Help: "Bytes that could not be delivered, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.openFiles, m.lostBytes)
+	return m
+}
