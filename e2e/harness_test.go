@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -59,13 +60,41 @@ func start(t *testing.T, name string, args ...string) *proc {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+	return startFrom(t, binDir, name, args...)
+}
+
+var (
+	fastOnce sync.Once
+	fastDir  string
+	fastErr  error
+)
+
+// fastBinaries builds the binaries without the race detector, for load
+// tests where the detector's 5-10x slowdown would measure the detector.
+func fastBinaries(t *testing.T) string {
+	t.Helper()
+	fastOnce.Do(func() {
+		fastDir = filepath.Join(binDir, "fast")
+		out, err := exec.Command("go", "build", "-o", fastDir+"/", "../forwarder/cmd/forwarder", "../aggregator/cmd/aggregator").CombinedOutput()
+		if err != nil {
+			fastErr = fmt.Errorf("build binaries: %v\n%s", err, out)
+		}
+	})
+	if fastErr != nil {
+		t.Fatal(fastErr)
+	}
+	return fastDir
+}
+
+func startFrom(t *testing.T, dir, name string, args ...string) *proc {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.Create(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bin := strings.SplitN(name, "-", 2)[0]
-	cmd := exec.Command(filepath.Join(binDir, bin), args...)
+	cmd := exec.Command(filepath.Join(dir, bin), args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
@@ -222,7 +251,7 @@ func (s search) count(t *testing.T) int {
 func (s search) waitCount(t *testing.T, want int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	last := -1
+	last, lastLog := -1, time.Time{}
 	for {
 		n := s.count(t)
 		if n == want {
@@ -234,9 +263,9 @@ func (s search) waitCount(t *testing.T, want int, timeout time.Duration) {
 		if time.Now().After(deadline) {
 			t.Fatalf("index %s holds %d documents after %s, want %d", s.index, n, timeout, want)
 		}
-		if n != last {
+		if n != last && time.Since(lastLog) > 5*time.Second {
 			t.Logf("index holds %d of %d documents", n, want)
-			last = n
+			last, lastLog = n, time.Now()
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

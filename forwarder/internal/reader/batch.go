@@ -87,6 +87,7 @@ func protoFormat(f cri.Format) podlogsv1.Format {
 
 type metrics struct {
 	bytesRead, recordsRead, rotations, truncations, filesOpened prometheus.Counter
+	watchOverflows                                              prometheus.Counter
 	openFiles                                                   prometheus.Gauge
 	lostBytes                                                   *prometheus.CounterVec
 }
@@ -98,12 +99,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return m
 	}
 	m := &metrics{
-		bytesRead:   c("bytes_read_total", "Bytes read from log files."),
-		recordsRead: c("records_read_total", "Records framed from log files and handed to the sender."),
-		rotations:   c("rotations_total", "Log files found renamed by rotation and followed."),
-		truncations: c("truncations_total", "Log files found truncated under the reader (copytruncate)."),
-		filesOpened: c("files_opened_total", "Log files opened."),
-		openFiles:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "podlogs_forwarder_open_files", Help: "Log files being followed."}),
+		bytesRead:      c("bytes_read_total", "Bytes read from log files."),
+		recordsRead:    c("records_read_total", "Records framed from log files and handed to the sender."),
+		rotations:      c("rotations_total", "Log files found renamed by rotation and followed."),
+		truncations:    c("truncations_total", "Log files found truncated under the reader (copytruncate)."),
+		filesOpened:    c("files_opened_total", "Log files opened."),
+		watchOverflows: c("watch_errors_total", "Filesystem notification errors (queue overflows); every file is read after one."),
+		openFiles:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "podlogs_forwarder_open_files", Help: "Log files being followed."}),
 		lostBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podlogs_forwarder_lost_bytes_total", Help: "Bytes that could not be delivered, by reason.",
 		}, []string{"reason"}),

@@ -122,6 +122,44 @@ func (r *Reader) Run(ctx context.Context) error {
 
 	r.scanAndLog()
 	readAll := true
+	// wait handles what happened since the last turn; block says whether to
+	// sleep until something does. A busy reader still handles events and
+	// scans every turn: a new file after a rotation must be opened before
+	// kubelet compresses and deletes the one we are still reading.
+	wait := func(block bool) bool {
+		for handled := 0; ; handled++ {
+			var idle <-chan time.Time
+			if !block || handled > 0 {
+				idle = closedTimeChan // don't sleep: drain what is there
+			}
+			select {
+			case <-ctx.Done():
+				return false
+			case ev := <-events:
+				if r.handleEvent(ev) && !scanPending {
+					scanPending = true
+					scanSoon.Reset(50 * time.Millisecond)
+				}
+			case err := <-watchErrs:
+				// Typically an overflowed event queue: some writes went unseen.
+				r.metrics.watchOverflows.Inc()
+				r.log.Debug("filesystem notification error; reading every file", "err", err)
+				readAll = true
+			case <-scanSoon.C:
+				scanPending = false
+				r.scanAndLog()
+			case <-scan.C:
+				r.scanAndLog()
+			case <-poll.C:
+				readAll = true
+			case <-idle:
+				return true
+			}
+			if handled > 1000 {
+				return true // keep reading even under a storm of events
+			}
+		}
+	}
 	for {
 		progress, err := r.readTurn(ctx, readAll)
 		if err != nil {
@@ -136,37 +174,24 @@ func (r *Reader) Run(ctx context.Context) error {
 				return nil // ctx done while the window was full
 			}
 		}
-		if progress {
-			continue
-		}
-		// Idle: hand over what we have, then wait for something to happen.
-		if r.batch.len() > 0 {
+		if !progress && r.batch.len() > 0 {
+			// Idle: hand over what we have before waiting.
 			if err := r.flush(ctx); err != nil {
 				return nil
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if !wait(!progress) {
 			return nil
-		case ev := <-events:
-			if r.handleEvent(ev) && !scanPending {
-				scanPending = true
-				scanSoon.Reset(50 * time.Millisecond)
-			}
-		case err := <-watchErrs:
-			// Typically an overflowed event queue: some writes went unseen.
-			r.log.Warn("filesystem notification error; reading every file", "err", err)
-			readAll = true
-		case <-scanSoon.C:
-			scanPending = false
-			r.scanAndLog()
-		case <-scan.C:
-			r.scanAndLog()
-		case <-poll.C:
-			readAll = true
 		}
 	}
 }
+
+// closedTimeChan is always ready: a select that includes it never blocks.
+var closedTimeChan = func() <-chan time.Time {
+	c := make(chan time.Time)
+	close(c)
+	return c
+}()
 
 // handleEvent marks a written file dirty; it returns true when the event
 // calls for a scan (something created, renamed or removed).
