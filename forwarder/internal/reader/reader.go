@@ -12,7 +12,6 @@ package reader
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"path"
 	"path/filepath"
@@ -47,9 +46,12 @@ type Config struct {
 	NoWatch bool
 }
 
-// Submitter takes a batch; it blocks while the window is full.
+// Submitter takes batches while its window has room.
 type Submitter interface {
-	Submit(ctx context.Context, b *podlogsv1.Batch) error
+	// TrySubmit takes the batch, or returns false when the window is full.
+	TrySubmit(b *podlogsv1.Batch) bool
+	// Space is closed when the window frees up.
+	Space() <-chan struct{}
 }
 
 // Reader owns the open files.
@@ -65,8 +67,11 @@ type Reader struct {
 	order   []fileID // round-robin order of reads
 	readBuf []byte
 	batch   builder
-	scans   int
-	watch   *watcher // nil when notifications are off or unavailable
+	// held is a batch the window had no room for; nothing more is read
+	// until it is taken, but files are still found and opened meanwhile.
+	held  *podlogsv1.Batch
+	scans int
+	watch *watcher // nil when notifications are off or unavailable
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -127,6 +132,13 @@ func (r *Reader) Run(ctx context.Context) error {
 	// scans every turn: a new file after a rotation must be opened before
 	// kubelet compresses and deletes the one we are still reading.
 	wait := func(block bool) bool {
+		var space <-chan struct{}
+		if r.held != nil {
+			space = r.out.Space()
+			if r.submitHeld() {
+				block, space = false, nil
+			}
+		}
 		for handled := 0; ; handled++ {
 			var idle <-chan time.Time
 			if !block || handled > 0 {
@@ -135,6 +147,11 @@ func (r *Reader) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return false
+			case <-space:
+				if r.submitHeld() {
+					return true
+				}
+				space = r.out.Space()
 			case ev := <-events:
 				if r.handleEvent(ev) && !scanPending {
 					scanPending = true
@@ -161,29 +178,28 @@ func (r *Reader) Run(ctx context.Context) error {
 		}
 	}
 	for {
-		progress, err := r.readTurn(ctx, readAll)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		readAll = false
-		if r.batch.due(r.cfg, time.Now()) {
-			if err := r.flush(ctx); err != nil {
-				return nil // ctx done while the window was full
+		progress := false
+		if r.held == nil {
+			progress = r.readTurn(readAll)
+			readAll = false
+			if r.batch.due(r.cfg, time.Now()) || (!progress && r.batch.len() > 0) {
+				// Full, old enough, or idle: hand over what we have.
+				r.flush()
 			}
 		}
-		if !progress && r.batch.len() > 0 {
-			// Idle: hand over what we have before waiting.
-			if err := r.flush(ctx); err != nil {
-				return nil
-			}
-		}
-		if !wait(!progress) {
+		if !wait(!progress || r.held != nil) {
 			return nil
 		}
 	}
+}
+
+// submitHeld offers the held batch again; it returns true once it is taken.
+func (r *Reader) submitHeld() bool {
+	if r.held == nil || r.out.TrySubmit(r.held) {
+		r.held = nil
+		return true
+	}
+	return false
 }
 
 // closedTimeChan is always ready: a select that includes it never blocks.
@@ -220,10 +236,11 @@ func (r *Reader) scanAndLog() {
 }
 
 // readTurn reads once from every dirty file (every file if all is set);
-// progress tells whether any had data.
-func (r *Reader) readTurn(ctx context.Context, all bool) (bool, error) {
+// progress tells whether any had data. It stops early when a full batch
+// finds the window full.
+func (r *Reader) readTurn(all bool) bool {
 	progress := false
-	for i := 0; i < len(r.order); i++ {
+	for i := 0; i < len(r.order) && r.held == nil; i++ {
 		id := r.order[i]
 		f := r.files[id]
 		if f == nil || !(all || f.dirty || r.watch == nil) {
@@ -245,12 +262,10 @@ func (r *Reader) readTurn(ctx context.Context, all bool) (bool, error) {
 			i--
 		}
 		if r.batch.full(r.cfg) {
-			if err := r.flush(ctx); err != nil {
-				return false, err
-			}
+			r.flush()
 		}
 	}
-	return progress, nil
+	return progress
 }
 
 // atEOF handles a file with nothing new: it may have been truncated, or be
@@ -396,14 +411,15 @@ func (r *Reader) closeAll() {
 	}
 }
 
-func (r *Reader) flush(ctx context.Context) error {
+// flush hands the current batch to the sender, or holds it while the window
+// is full.
+func (r *Reader) flush() {
 	b := r.batch.take()
 	if b == nil {
-		return nil
+		return
 	}
 	r.metrics.recordsRead.Add(float64(len(b.Records)))
-	if err := r.out.Submit(ctx, b); err != nil {
-		return fmt.Errorf("submit batch: %w", err)
+	if !r.out.TrySubmit(b) {
+		r.held = b
 	}
-	return nil
 }

@@ -31,7 +31,16 @@ type ackingSubmitter struct {
 	msgs  map[string]int // message → times seen
 }
 
-func (a *ackingSubmitter) Submit(_ context.Context, b *podlogsv1.Batch) error {
+func (a *ackingSubmitter) Space() <-chan struct{} { return nil }
+
+func (a *ackingSubmitter) TrySubmit(b *podlogsv1.Batch) bool {
+	if err := a.submit(b); err != nil {
+		panic(err)
+	}
+	return true
+}
+
+func (a *ackingSubmitter) submit(b *podlogsv1.Batch) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range b.GetRecords() {
@@ -286,4 +295,73 @@ func TestFilterSkipsExcludedContainers(t *testing.T) {
 	writeLines(t, app, "app", 0, 10)
 	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil, func(c *Config) { c.Filter = flt })
 	rg.waitFor(t, 10)
+}
+
+// gatedSubmitter refuses every batch until opened, like a full window.
+type gatedSubmitter struct {
+	*ackingSubmitter
+	mu    sync.Mutex
+	open  bool
+	space chan struct{}
+}
+
+func (g *gatedSubmitter) TrySubmit(b *podlogsv1.Batch) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.open {
+		return false
+	}
+	return g.ackingSubmitter.TrySubmit(b)
+}
+
+func (g *gatedSubmitter) Space() <-chan struct{} { return g.space }
+
+func (g *gatedSubmitter) release() {
+	g.mu.Lock()
+	g.open = true
+	g.mu.Unlock()
+	close(g.space)
+}
+
+// While the window is full nothing is read, but files keep being found and
+// opened: kubelet deletes rotated files, and an open file stays readable.
+func TestFilesOpenedWhileWindowIsFull(t *testing.T) {
+	root := t.TempDir()
+	w, err := loggen.OpenFile(filepath.Join(root, "ui_ui-1_u1/ui/0.log"), loggen.FormatCRI, loggen.FileOptions{KeepRotated: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	sub := &ackingSubmitter{msgs: map[string]int{}}
+	gate := &gatedSubmitter{ackingSubmitter: sub, space: make(chan struct{})}
+	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "ckpt.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.store = store
+	r := New(Config{
+		PodsRoot: root, ScanInterval: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond, ReadBytes: 4096,
+		BatchBytes: 1024, BatchRecords: 10, BatchLinger: 10 * time.Millisecond, MaxRecordBytes: 1 << 20,
+	}, store, gate, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	total := 0
+	for round := range 5 {
+		writeLines(t, w, fmt.Sprintf("round %d", round), 0, 100)
+		total += 100
+		time.Sleep(100 * time.Millisecond) // a scan or a notification finds the new file
+		if _, err := w.Rotate(time.Now().Add(time.Duration(round) * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first files are gone from the disk by now.
+	if matches, _ := filepath.Glob(filepath.Join(root, "ui_ui-1_u1/ui/*")); len(matches) > 3 {
+		t.Fatalf("rotation kept %d files: %v", len(matches), matches)
+	}
+	gate.release()
+	rg := &rig{sub: sub}
+	rg.waitFor(t, total)
 }

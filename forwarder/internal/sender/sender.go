@@ -89,26 +89,43 @@ func Size(b *podlogsv1.Batch) int {
 	return n
 }
 
-// Submit queues a batch for sending. It blocks while the window is full (a
-// batch larger than the whole window is let through alone).
-func (s *Sender) Submit(ctx context.Context, b *podlogsv1.Batch) error {
+// TrySubmit queues a batch for sending if the window has room for it (a
+// batch larger than the whole window goes when nothing else is in flight).
+// When it returns false, Space tells when to try again.
+func (s *Sender) TrySubmit(b *podlogsv1.Batch) bool {
 	size := Size(b)
-	for {
-		s.mu.Lock()
-		if s.inflightBytes == 0 || s.inflightBytes+size <= s.cfg.MaxInflightBytes {
-			s.queue = append(s.queue, &pending{batch: b, size: size})
-			s.inflightBytes += size
-			s.metrics.inflightBytes.Set(float64(s.inflightBytes))
-			s.mu.Unlock()
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
-			return nil
-		}
-		space := s.space
+	s.mu.Lock()
+	if s.inflightBytes != 0 && s.inflightBytes+size > s.cfg.MaxInflightBytes {
 		s.mu.Unlock()
 		s.metrics.windowFull.Inc()
+		return false
+	}
+	s.queue = append(s.queue, &pending{batch: b, size: size})
+	s.inflightBytes += size
+	s.metrics.inflightBytes.Set(float64(s.inflightBytes))
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Space returns a channel closed when acknowledgements free part of the
+// window.
+func (s *Sender) Space() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.space
+}
+
+// Submit queues a batch, waiting while the window is full.
+func (s *Sender) Submit(ctx context.Context, b *podlogsv1.Batch) error {
+	for {
+		space := s.Space()
+		if s.TrySubmit(b) {
+			return nil
+		}
 		select {
 		case <-space:
 		case <-ctx.Done():
