@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/podlogs/podlogs/internal/loggen"
+	"github.com/podlogs/podlogs/internal/ostest"
 )
 
 // TestE2ERotationUnderLoad writes fast into 10 pods' files while kubelet-
@@ -30,35 +31,8 @@ func TestE2ERotationUnderLoad(t *testing.T) {
 	rate := envInt("PODLOGS_E2E_RATE", 5000)
 	seconds := envInt("PODLOGS_E2E_SECONDS", 30)
 	bins := fastBinaries(t)
-	root := tempDir(t, "pods")
-	natsAddr := freeAddr(t)
-	listen, aggAdmin, fwdAdmin := freeAddr(t), freeAddr(t), freeAddr(t)
-	agg := startFrom(t, bins, "aggregator-0",
-		"--id=aggregator-0", "--listen="+listen, "--admin-addr="+aggAdmin, "--data-dir="+tempDir(t, "agg"),
-		"--nats-embedded-listen="+natsAddr, "--bulk-workers=0", "--log.format=text")
-	waitReady(t, agg, aggAdmin)
-	fwd := startFrom(t, bins, "forwarder-0",
-		"--pods-root="+root, "--data-dir="+tempDir(t, "fwd"), "--aggregator=dns:///"+listen,
-		"--node-name=node-e2e", "--admin-addr="+fwdAdmin, "--log.format=text")
-	waitReady(t, fwd, fwdAdmin)
-
-	var mu sync.Mutex
-	want := map[string]int{}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(seconds)*time.Second)
-	defer cancel()
-	stats, err := loggen.Run(ctx, loggen.Config{
-		Root: root, Seed: 7, Pods: 10, Format: "mixed", Rate: float64(rate),
-		RotateBytes: 2 << 20, RotateKeep: 2,
-		Observe: func(l loggen.Line) {
-			mu.Lock()
-			want[l.Pod+"\x00"+strconv.FormatInt(l.Time.UnixNano(), 10)+"\x00"+l.Message]++
-			mu.Unlock()
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("wrote %d lines (%.0f lines/s), %d MB, %d rotations", stats.Lines, float64(stats.Lines)/float64(seconds), stats.Bytes>>20, stats.Rotations)
+	agg, fwd, root, natsAddr, fwdAdmin := startLoadPipeline(t, bins)
+	want, stats := writeRotating(t, root, rate, seconds)
 
 	// Count at the aggregator's output.
 	nc, err := nats.Connect("nats://" + natsAddr)
@@ -89,7 +63,6 @@ func TestE2ERotationUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]int{}
-	total := 0
 	for {
 		batch, err := cons.FetchNoWait(5000)
 		if err != nil {
@@ -98,25 +71,114 @@ func TestE2ERotationUnderLoad(t *testing.T) {
 		n := 0
 		for m := range batch.Messages() {
 			n++
-			var d struct {
-				Time       time.Time `json:"time"`
-				Log        string    `json:"log"`
-				Kubernetes struct {
-					PodName string `json:"pod_name"`
-				} `json:"kubernetes"`
-			}
-			if err := json.Unmarshal(m.Data(), &d); err != nil {
-				t.Fatal(err)
-			}
-			got[d.Kubernetes.PodName+"\x00"+strconv.FormatInt(d.Time.UnixNano(), 10)+"\x00"+d.Log]++
+			addDoc(t, got, m.Data())
 		}
 		if n == 0 {
 			break
 		}
+	}
+	compareLines(t, want, got, stats.Lines, fwdAdmin)
+	fwd.stop(t)
+	agg.stop(t)
+}
+
+// TestE2ERotationThroughOpenSearch is the same shape at 1,000 lines/s per pod
+// (PODLOGS_E2E_OS_RATE), checked in the real index.
+func TestE2ERotationThroughOpenSearch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	osURL, index := ostest.URL(t), ostest.Index(t)
+	bins := fastBinaries(t)
+	_, _, root, _, fwdAdmin := startLoadPipeline(t, bins, "--opensearch-url="+osURL, "--index="+index, "--flush-interval=200ms")
+	want, stats := writeRotating(t, root, envInt("PODLOGS_E2E_OS_RATE", 1000), envInt("PODLOGS_E2E_SECONDS", 30))
+	s := search{url: osURL, index: index}
+	s.waitCount(t, int(stats.Lines), 5*time.Minute)
+	time.Sleep(2 * time.Second)
+	s.waitCount(t, int(stats.Lines), time.Second)
+	got := map[string]int{}
+	for _, d := range s.all(t) {
+		b, _ := json.Marshal(d)
+		addDoc(t, got, b)
+	}
+	compareLines(t, want, got, stats.Lines, fwdAdmin)
+}
+
+// startLoadPipeline starts an aggregator (ingest only, unless aggArgs say
+// where to write) and a forwarder from bins.
+func startLoadPipeline(t *testing.T, bins string, aggArgs ...string) (agg, fwd *proc, root, natsAddr, fwdAdmin string) {
+	t.Helper()
+	root = tempDir(t, "pods")
+	natsAddr = freeAddr(t)
+	listen, aggAdmin := freeAddr(t), freeAddr(t)
+	fwdAdmin = freeAddr(t)
+	args := []string{"--id=aggregator-0", "--listen=" + listen, "--admin-addr=" + aggAdmin, "--data-dir=" + tempDir(t, "agg"),
+		"--nats-embedded-listen=" + natsAddr, "--nats-stream-max-bytes=8589934592", "--log.format=text"}
+	if len(aggArgs) == 0 {
+		args = append(args, "--bulk-workers=0")
+	} else {
+		args = append(args, aggArgs...)
+	}
+	agg = startFrom(t, bins, "aggregator-0", args...)
+	waitReady(t, agg, aggAdmin)
+	fwd = startFrom(t, bins, "forwarder-0",
+		"--pods-root="+root, "--data-dir="+tempDir(t, "fwd"), "--aggregator=dns:///"+listen,
+		"--node-name=node-e2e", "--admin-addr="+fwdAdmin, "--log.format=text")
+	waitReady(t, fwd, fwdAdmin)
+	return agg, fwd, root, natsAddr, fwdAdmin
+}
+
+// writeRotating writes 10 pods at rate lines/s each for seconds, rotating
+// every 2 MB and keeping two rotated files (the older gzipped), as kubelet.
+func writeRotating(t *testing.T, root string, rate, seconds int) (map[string]int, loggen.Stats) {
+	t.Helper()
+	var mu sync.Mutex
+	want := map[string]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(seconds)*time.Second)
+	defer cancel()
+	stats, err := loggen.Run(ctx, loggen.Config{
+		Root: root, Seed: 7, Pods: 10, Format: "mixed", Rate: float64(rate),
+		RotateBytes: 2 << 20, RotateKeep: 2,
+		Observe: func(l loggen.Line) {
+			mu.Lock()
+			want[lineKey(l.Pod, l.Time, l.Message)]++
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %d lines (%.0f lines/s), %d MB, %d rotations", stats.Lines, float64(stats.Lines)/float64(seconds), stats.Bytes>>20, stats.Rotations)
+	return want, stats
+}
+
+func lineKey(pod string, t time.Time, msg string) string {
+	return pod + "\x00" + strconv.FormatInt(t.UnixNano(), 10) + "\x00" + msg
+}
+
+func addDoc(t *testing.T, got map[string]int, b []byte) {
+	var d struct {
+		Time       time.Time `json:"time"`
+		Log        string    `json:"log"`
+		Kubernetes struct {
+			PodName string `json:"pod_name"`
+		} `json:"kubernetes"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	got[lineKey(d.Kubernetes.PodName, d.Time, d.Log)]++
+}
+
+// compareLines fails unless every written line was delivered exactly once.
+func compareLines(t *testing.T, want, got map[string]int, lines int64, fwdAdmin string) {
+	t.Helper()
+	total := 0
+	for _, n := range got {
 		total += n
 	}
-	if total != int(stats.Lines) {
-		t.Errorf("stream holds %d documents, wrote %d lines", total, stats.Lines)
+	if total != int(lines) {
+		t.Errorf("%d documents delivered, %d lines written", total, lines)
 	}
 	missing, doubled := 0, 0
 	for k, n := range want {
@@ -132,10 +194,8 @@ func TestE2ERotationUnderLoad(t *testing.T) {
 	}
 	if missing > 0 || doubled > 0 {
 		logMetrics(t, fwdAdmin, "podlogs_forwarder_")
-		t.Fatalf("%d lines missing, %d doubled, of %d", missing, doubled, stats.Lines)
+		t.Fatalf("%d lines missing, %d doubled, of %d", missing, doubled, lines)
 	}
-	fwd.stop(t)
-	agg.stop(t)
 }
 
 func envInt(name string, def int) int {
