@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podlogs/podlogs/internal/kubetest"
 	"github.com/podlogs/podlogs/internal/ostest"
 )
 
@@ -44,6 +45,7 @@ func TestMain(m *testing.M) {
 		buildErr = fmt.Errorf("build binaries: %v\n%s", err, out)
 	}
 	ostest.Main(m)
+	kubetest.Stop()
 }
 
 // proc is a running binary whose output goes to a file shown on failure.
@@ -182,13 +184,13 @@ type aggregator struct {
 	listen, admin string
 }
 
-func startAggregator(t *testing.T, name, dataDir, osURL, index, listen string) *aggregator {
+func startAggregator(t *testing.T, name, dataDir, osURL, index, listen string, extra ...string) *aggregator {
 	t.Helper()
 	admin := freeAddr(t)
-	p := start(t, name,
-		"--id="+name, "--listen="+listen, "--admin-addr="+admin, "--data-dir="+dataDir,
-		"--opensearch-url="+osURL, "--index="+index, "--flush-interval=100ms", "--log.format=text",
-		"--shutdown-grace=20s")
+	p := start(t, name, append([]string{
+		"--id=" + name, "--listen=" + listen, "--admin-addr=" + admin, "--data-dir=" + dataDir,
+		"--opensearch-url=" + osURL, "--index=" + index, "--flush-interval=100ms", "--log.format=text",
+		"--shutdown-grace=20s"}, extra...)...)
 	waitReady(t, p, admin)
 	return &aggregator{proc: p, listen: listen, admin: admin}
 }

@@ -271,6 +271,22 @@ func (f *Framer) Buffered() int {
 	return n
 }
 
+// Trim drops the framer's buffers if it holds nothing pending. A forwarder
+// has a framer for every file it follows; calling Trim when a file is read
+// to its end makes idle files cost no buffer memory.
+func (f *Framer) Trim() {
+	if f.open || f.skipLine || f.Buffered() != 0 {
+		return
+	}
+	f.compact()
+	if len(f.in) == 0 {
+		f.in, f.scan = nil, 0
+	}
+	if !f.truncated {
+		f.trunc = nil
+	}
+}
+
 // Reset forgets everything; the next byte written is at offset. Used when the
 // file was truncated or replaced. Small buffers are kept for reuse.
 func (f *Framer) Reset(offset uint64) {

@@ -348,3 +348,30 @@ func TestFormat(t *testing.T) {
 	f("", FormatUnknown)
 	f("hello world\n{", FormatUnknown)
 }
+
+func TestFramerTrim(t *testing.T) {
+	fr := NewFramer(FormatCRI, 1<<20, 100)
+	line := ts + " stdout F hello\n"
+	fr.Write([]byte(line + line[:10]))
+	if _, ok := fr.Next(); !ok {
+		t.Fatal("no record")
+	}
+	if _, ok := fr.Next(); ok {
+		t.Fatal("a partial line became a record")
+	}
+	fr.Trim() // a partial line is pending: keep it
+	fr.Write([]byte(line[10:]))
+	rec, ok := fr.Next()
+	if !ok || string(rec.Data) != line[:len(line)-1] || rec.Offset != 100+uint64(len(line)) {
+		t.Fatalf("record %q at %d after Trim with a pending line", rec.Data, rec.Offset)
+	}
+	fr.Trim()
+	if fr.in != nil || fr.Buffered() != 0 {
+		t.Fatalf("Trim kept %d bytes of buffer", cap(fr.in))
+	}
+	fr.Write([]byte(line))
+	rec, ok = fr.Next()
+	if !ok || rec.Offset != 100+2*uint64(len(line)) || rec.NextOffset != 100+3*uint64(len(line)) || fr.Offset() != rec.NextOffset {
+		t.Fatalf("after Trim: record at %d..%d, framer offset %d", rec.Offset, rec.NextOffset, fr.Offset())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/podlogs/podlogs/aggregator/internal/enrich"
 	"github.com/podlogs/podlogs/internal/envflag"
 )
 
@@ -40,6 +41,21 @@ type config struct {
 	BulkDocs           int
 	BulkBytes          int
 	FlushInterval      time.Duration
+	Enrichment         string
+	Kubeconfig         string
+	EnrichLabels       bool
+	EnrichAnnotations  bool
+	EnrichNSLabels     bool
+	EnrichKeyStyle     string
+	EnrichMaxKeys      int
+	TombstoneTTL       time.Duration
+	MissWait           time.Duration
+	GetQPS             float64
+	GetBurst           int
+	ResyncPeriod       time.Duration
+	CacheSyncTimeout   time.Duration
+	ParseJSON          bool
+	MaxDataFields      int
 	LogLevel           string
 	LogFormat          string
 	ShowVersion        bool
@@ -73,10 +89,25 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.OpenSearchPassword, "opensearch-password", "", "OpenSearch basic auth password (prefer the environment variable)")
 	fs.StringVar(&c.Index, "index", "eks-pod-logs", "index documents are written to")
 	fs.StringVar(&c.DeadLetterIndex, "dead-letter-index", "", "index for documents OpenSearch rejects for good (default <index>-dlq)")
-	fs.IntVar(&c.BulkWorkers, "bulk-workers", 2, "concurrent bulk requests per replica")
+	fs.IntVar(&c.BulkWorkers, "bulk-workers", 2, "concurrent bulk requests per replica; 0 makes an ingest-only replica that leaves writing to others")
 	fs.IntVar(&c.BulkDocs, "bulk-docs", 2000, "documents per bulk request, at most")
 	fs.IntVar(&c.BulkBytes, "bulk-bytes", 5<<20, "bulk request body size, at most (one larger document still goes alone)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 500*time.Millisecond, "longest wait to fill a bulk request")
+	fs.StringVar(&c.Enrichment, "enrichment", "auto", "Kubernetes metadata: auto (in-cluster config, or --kubeconfig; without either, from file paths only) or off")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file for the Kubernetes API (empty: in-cluster config when running in a pod)")
+	fs.BoolVar(&c.EnrichLabels, "enrich-labels", true, "add the pod's labels (kubernetes.labels)")
+	fs.BoolVar(&c.EnrichAnnotations, "enrich-annotations", true, "add the pod's annotations (kubernetes.annotations)")
+	fs.BoolVar(&c.EnrichNSLabels, "enrich-namespace-labels", false, "add the namespace's labels (kubernetes.namespace_labels; one more watch, on namespaces)")
+	fs.StringVar(&c.EnrichKeyStyle, "enrich-key-style", "flat_object", "label and annotation keys: flat_object (kept as they are, mapped flat_object) or underscore (dots replaced by _)")
+	fs.IntVar(&c.EnrichMaxKeys, "enrich-max-keys", 0, "labels, annotations and namespace labels kept per document, each (0: all)")
+	fs.DurationVar(&c.TombstoneTTL, "enrich-tombstone-ttl", 10*time.Minute, "how long a deleted pod's metadata is kept for lines read after its deletion")
+	fs.DurationVar(&c.MissWait, "enrich-miss-wait", time.Second, "how long a line of a pod the cache has not seen waits for it before one direct GET")
+	fs.Float64Var(&c.GetQPS, "enrich-get-qps", 5, "direct pod GETs per second per replica, at most (misses beyond get path metadata only)")
+	fs.IntVar(&c.GetBurst, "enrich-get-burst", 10, "burst of direct pod GETs")
+	fs.DurationVar(&c.ResyncPeriod, "enrich-resync-period", 0, "informer resync period (0: none; the watch keeps the cache current)")
+	fs.DurationVar(&c.CacheSyncTimeout, "enrich-sync-timeout", 2*time.Minute, "at start, how long to wait for the pod list before taking streams anyway")
+	fs.BoolVar(&c.ParseJSON, "parse-json", false, "parse log lines that are JSON objects into data (per pod: annotation podlogs.io/parser: json or text)")
+	fs.IntVar(&c.MaxDataFields, "max-data-fields", 200, "values kept under data per line, at most; later ones are left out and podlogs.data_truncated is set")
 	fs.StringVar(&c.LogLevel, "log.level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log.format", "json", "text or json")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
@@ -113,12 +144,34 @@ func (c config) validate() error {
 	}{
 		{"max-message-bytes", int64(c.MaxMessageBytes)}, {"nats-stream-max-bytes", c.StreamMaxBytes},
 		{"nats-stream-replicas", int64(c.StreamReplicas)}, {"nats-publish-max-pending", int64(c.PublishMaxPending)},
-		{"nats-max-ack-pending", int64(c.MaxAckPending)}, {"bulk-workers", int64(c.BulkWorkers)},
+		{"nats-max-ack-pending", int64(c.MaxAckPending)},
 		{"bulk-docs", int64(c.BulkDocs)}, {"bulk-bytes", int64(c.BulkBytes)},
+		{"enrich-get-burst", int64(c.GetBurst)}, {"max-data-fields", int64(c.MaxDataFields)},
 	} {
 		if p.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %d", p.name, p.v))
 		}
+	}
+	if c.BulkWorkers < 0 {
+		errs = append(errs, fmt.Errorf("--bulk-workers must be 0 or more, got %d", c.BulkWorkers))
+	}
+	if c.Enrichment != "auto" && c.Enrichment != "off" {
+		errs = append(errs, fmt.Errorf("--enrichment %q: want auto or off", c.Enrichment))
+	}
+	if c.Enrichment == "off" && c.Kubeconfig != "" {
+		errs = append(errs, errors.New("--kubeconfig is set but --enrichment is off"))
+	}
+	if _, ok := enrich.ParseKeyStyle(c.EnrichKeyStyle); !ok {
+		errs = append(errs, fmt.Errorf("--enrich-key-style %q: want flat_object or underscore", c.EnrichKeyStyle))
+	}
+	if c.EnrichMaxKeys < 0 {
+		errs = append(errs, fmt.Errorf("--enrich-max-keys must not be negative, got %d", c.EnrichMaxKeys))
+	}
+	if c.MissWait < 0 || c.ResyncPeriod < 0 {
+		errs = append(errs, errors.New("--enrich-miss-wait and --enrich-resync-period must not be negative"))
+	}
+	if c.GetQPS < 0 {
+		errs = append(errs, fmt.Errorf("--enrich-get-qps must not be negative, got %g", c.GetQPS))
 	}
 	if c.BulkWorkers*c.BulkDocs > c.MaxAckPending {
 		errs = append(errs, fmt.Errorf("--bulk-workers × --bulk-docs (%d) exceeds --nats-max-ack-pending (%d): writers would starve", c.BulkWorkers*c.BulkDocs, c.MaxAckPending))
@@ -129,6 +182,7 @@ func (c config) validate() error {
 	}{
 		{"max-connection-age", c.MaxConnectionAge}, {"nats-stream-max-age", c.StreamMaxAge},
 		{"nats-duplicate-window", c.DuplicateWindow}, {"nats-ack-wait", c.AckWait}, {"flush-interval", c.FlushInterval},
+		{"enrich-tombstone-ttl", c.TombstoneTTL}, {"enrich-sync-timeout", c.CacheSyncTimeout},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", d.name, d.v))
@@ -138,4 +192,21 @@ func (c config) validate() error {
 		errs = append(errs, fmt.Errorf("--nats-ack-wait %s is shorter than a slow bulk request may take; use 30s or more", c.AckWait))
 	}
 	return errors.Join(errs...)
+}
+
+// enrichOptions are what enrichment renders.
+func (c config) enrichOptions() enrich.Options {
+	keys, _ := enrich.ParseKeyStyle(c.EnrichKeyStyle)
+	return enrich.Options{
+		Labels: c.EnrichLabels, Annotations: c.EnrichAnnotations, NamespaceLabels: c.EnrichNSLabels,
+		Keys: keys, MaxKeys: c.EnrichMaxKeys, ParseJSON: c.ParseJSON, MaxDataFields: c.MaxDataFields,
+	}
+}
+
+// dataFields is document.Meta.DataFields for lines without pod metadata.
+func (c config) dataFields() int {
+	if c.ParseJSON {
+		return c.MaxDataFields
+	}
+	return 0
 }

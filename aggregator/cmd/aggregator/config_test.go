@@ -23,3 +23,19 @@ func TestParseConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfigEnrichment(t *testing.T) {
+	c, err := parseConfig([]string{"--id=a1", "--kubeconfig=/k", "--enrich-key-style=underscore", "--parse-json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := c.enrichOptions(); !o.Labels || !o.Annotations || o.NamespaceLabels || o.Keys.String() != "underscore" || !o.ParseJSON || c.dataFields() != 200 {
+		t.Fatalf("options %+v", o)
+	}
+	_, err = parseConfig([]string{"--id=a1", "--enrichment=maybe", "--enrich-key-style=dots", "--enrich-get-burst=0", "--enrich-tombstone-ttl=0s", "--max-data-fields=0"})
+	for _, want := range []string{"--enrichment", "--enrich-key-style", "--enrich-get-burst", "--enrich-tombstone-ttl", "--max-data-fields"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
+	"github.com/podlogs/podlogs/aggregator/internal/enrich"
 	"github.com/podlogs/podlogs/aggregator/internal/ingest"
 	"github.com/podlogs/podlogs/aggregator/internal/sink"
 	"github.com/podlogs/podlogs/internal/adminhttp"
@@ -120,13 +121,38 @@ func run(args []string) error {
 		return fmt.Errorf("OpenSearch client: %w", err)
 	}
 	snk := sink.New(sink.Config{
-		Index: cfg.Index, DeadLetter: cfg.DeadLetterIndex, Workers: cfg.BulkWorkers, BulkDocs: cfg.BulkDocs,
+		Index: cfg.Index, Keys: templateKeys(cfg.EnrichKeyStyle), DeadLetter: cfg.DeadLetterIndex, Workers: cfg.BulkWorkers, BulkDocs: cfg.BulkDocs,
 		BulkBytes: cfg.BulkBytes, FlushInterval: cfg.FlushInterval, BackoffMin: 250 * time.Millisecond, BackoffMax: 30 * time.Second,
 	}, osClient, cons, reg, log)
 
+	// The shared metadata cache: one pod watch per replica, whatever the
+	// number of streams.
+	metaCache, err := newMetaCache(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	var enricher ingest.Enricher
+	cacheCtx, stopCache := context.WithCancel(context.Background())
+	defer stopCache()
+	var cacheDone sync.WaitGroup
+	if metaCache != nil {
+		enricher = metaCache
+		cacheDone.Go(func() { metaCache.Run(cacheCtx) })
+		syncCtx, cancelSync := context.WithTimeout(ctx, cfg.CacheSyncTimeout)
+		begin := time.Now()
+		if metaCache.WaitForSync(syncCtx) {
+			log.Info("pod metadata cache synced", "took", time.Since(begin).Round(time.Millisecond), "cache", metaCache.String())
+		} else if ctx.Err() == nil {
+			log.Warn("pod metadata cache not synced in time; taking streams anyway (lookups wait and GET until it is)",
+				"timeout", cfg.CacheSyncTimeout)
+		}
+		cancelSync()
+	}
+
 	srv := ingest.New(ingest.Config{
 		AggregatorID: cfg.ID, MaxMessageBytes: cfg.MaxMessageBytes, ReadAheadBatches: 4, SubjectPrefix: cfg.SubjectPrefix,
-	}, buffer.NewPublisher(js, reg, log), reg, log)
+		DataFields: cfg.dataFields(),
+	}, buffer.NewPublisher(js, reg, log), enricher, reg, log)
 	grpcServer := grpc.NewServer(append(srv.ServerOptions(),
 		// Ageing connections makes forwarders reconnect now and then, which
 		// spreads them over replicas added since they connected.
@@ -165,7 +191,11 @@ func run(args []string) error {
 		go func() { defer wg.Done(); errc <- f() }()
 	}
 	goRun(func() error { return admin.Run(adminCtx) })
-	goRun(func() error { return snk.Run(sinkCtx) })
+	if cfg.BulkWorkers > 0 {
+		goRun(func() error { return snk.Run(sinkCtx) })
+	} else {
+		log.Info("ingest-only replica: no bulk writer (--bulk-workers=0)")
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- grpcServer.Serve(ln) }()
 
@@ -187,6 +217,8 @@ func run(args []string) error {
 		<-stopped
 	}
 	srv.Wait()
+	stopCache() // no stream reads it any more
+	cacheDone.Wait()
 	stopSink()
 	stopAdmin()
 	wg.Wait()
@@ -215,4 +247,13 @@ func natsURLOrEmbedded(u string) string {
 		return "embedded"
 	}
 	return u
+}
+
+// templateKeys maps label and annotation keys the way enrichment writes
+// them: as written (flat_object), or with dots replaced (a keyword field each).
+func templateKeys(keyStyle string) sink.KeyMapping {
+	if k, _ := enrich.ParseKeyStyle(keyStyle); k == enrich.KeysUnderscore {
+		return sink.KeywordFields
+	}
+	return sink.FlatObject
 }

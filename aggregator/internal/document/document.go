@@ -23,6 +23,15 @@ type Meta struct {
 	PodID         string
 	ContainerName string
 	Host          string
+	// PodExtra and ContainerExtra hold further members of the "kubernetes"
+	// object, each starting with a comma (`,"labels":{…}`, `,"docker_id":"…"`),
+	// valid JSON: enrichment renders them once when a pod changes, so that a
+	// record costs two copies. The pod's part is shared by its containers.
+	PodExtra       []byte
+	ContainerExtra []byte
+	// DataFields, when positive, makes a message that is a JSON object also
+	// appear under "data", with at most that many values kept.
+	DataFields int
 }
 
 // Line is one record ready to become a document.
@@ -66,6 +75,16 @@ func Append(dst []byte, m *Meta, l *Line, now time.Time) []byte {
 	dst = appendJSON(dst, l.Stream)
 	dst = append(dst, `,"log":`...)
 	dst = appendJSON(dst, l.Message)
+	dataTruncated := false
+	if m.DataFields > 0 && len(l.Message) > 0 && !l.Truncated {
+		// A truncated line is not a whole object: it stays text.
+		mark := len(dst)
+		dst = append(dst, `,"data":`...)
+		var ok bool
+		if dst, ok, dataTruncated = appendObject(dst, l.Message, m.DataFields); !ok {
+			dst = dst[:mark]
+		}
+	}
 	dst = append(dst, `,"kubernetes":{"pod_name":`...)
 	dst = appendJSON(dst, m.PodName)
 	dst = append(dst, `,"namespace_name":`...)
@@ -78,6 +97,8 @@ func Append(dst []byte, m *Meta, l *Line, now time.Time) []byte {
 		dst = append(dst, `,"host":`...)
 		dst = appendJSON(dst, m.Host)
 	}
+	dst = append(dst, m.PodExtra...)
+	dst = append(dst, m.ContainerExtra...)
 	dst = append(dst, `},"podlogs":{"offset":`...)
 	dst = appendUint(dst, l.Offset)
 	if l.Malformed {
@@ -85,6 +106,9 @@ func Append(dst []byte, m *Meta, l *Line, now time.Time) []byte {
 	}
 	if l.Truncated {
 		dst = append(dst, `,"truncated":true`...)
+	}
+	if dataTruncated {
+		dst = append(dst, `,"data_truncated":true`...)
 	}
 	return append(dst, "}}"...)
 }
@@ -105,7 +129,7 @@ func appendUint(dst []byte, v uint64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendBytes writes s as a JSON string, replacing invalid UTF-8 with U+FFFD
+// appendJSON writes s as a JSON string, replacing invalid UTF-8 with U+FFFD
 // so that OpenSearch never rejects a document for its encoding.
 func appendJSON[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
@@ -157,3 +181,7 @@ func appendJSON[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// AppendString appends s as a JSON string, as documents write every string:
+// invalid UTF-8 replaced by U+FFFD, U+2028/U+2029 escaped.
+func AppendString(dst []byte, s string) []byte { return appendJSON(dst, s) }

@@ -110,9 +110,23 @@ func FuzzAppend(f *testing.F) {
 }
 
 func BenchmarkAppend(b *testing.B) {
+	b.Run("text", func(b *testing.B) { benchAppend(b, meta, springLine) })
+	enriched := meta
+	enriched.PodExtra = []byte(`,"labels":{"app.kubernetes.io/name":"ui","pod-template-hash":"5dcbd7c4b8"},"annotations":{"prometheus.io/scrape":"true"}`)
+	enriched.ContainerExtra = []byte(`,"docker_id":"9c1e5f0a7b3d","container_hash":"public.ecr.aws/aws-containers/retail-store-sample-ui@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","container_image":"public.ecr.aws/aws-containers/retail-store-sample-ui:0.4.0"`)
+	b.Run("enriched", func(b *testing.B) { benchAppend(b, enriched, springLine) })
+	enriched.DataFields = 100
+	b.Run("json", func(b *testing.B) {
+		benchAppend(b, enriched, `{"@timestamp":"2023-11-07T02:05:10.616Z","level":"INFO","logger":"c.a.s.u.UiApplication","thread":"main","message":"Started UiApplication in 5.917 seconds","context":{"pid":1,"app":"ui"}}`)
+	})
+}
+
+const springLine = `2023-11-07T02:05:10.616Z  INFO 1 --- [           main] c.a.s.u.UiApplication : Started UiApplication in 5.917 seconds (process running for 7.541)`
+
+func benchAppend(b *testing.B, meta Meta, msg string) {
 	l := Line{
 		Time: time.Date(2023, 11, 7, 2, 5, 10, 616482913, time.UTC), Stream: "stdout",
-		Message: []byte(`2023-11-07T02:05:10.616Z  INFO 1 --- [           main] c.a.s.u.UiApplication : Started UiApplication in 5.917 seconds (process running for 7.541)`),
+		Message: []byte(msg),
 	}
 	buf := make([]byte, 0, 4096)
 	b.SetBytes(int64(len(l.Message)))

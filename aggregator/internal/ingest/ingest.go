@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/podlogs/podlogs/aggregator/internal/document"
+	"github.com/podlogs/podlogs/aggregator/internal/metacache"
 	"github.com/podlogs/podlogs/internal/cri"
 	"github.com/podlogs/podlogs/internal/podpath"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
@@ -40,6 +41,15 @@ type Config struct {
 	// an earlier one is being published.
 	ReadAheadBatches int
 	SubjectPrefix    string
+	// DataFields is document.Meta.DataFields for lines whose pod has no
+	// metadata (no API server, or a miss): 0 leaves JSON lines as text.
+	DataFields int
+}
+
+// Enricher finds a container's metadata (metacache.Cache); it may wait
+// briefly, bounded by ctx.
+type Enricher interface {
+	Lookup(ctx context.Context, ref *podpath.Ref) metacache.Result
 }
 
 // Publisher stores messages durably; it returns nil once all are stored.
@@ -53,6 +63,7 @@ type Server struct {
 
 	cfg     Config
 	pub     Publisher
+	enrich  Enricher // nil: metadata from the path alone
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
@@ -62,11 +73,13 @@ type Server struct {
 	receivers sync.WaitGroup // one receive goroutine per stream
 }
 
-// New returns a server publishing through pub.
-func New(cfg Config, pub Publisher, reg prometheus.Registerer, log *slog.Logger) *Server {
+// New returns a server publishing through pub. enrich may be nil: documents
+// then carry what the log file's path says.
+func New(cfg Config, pub Publisher, enrich Enricher, reg prometheus.Registerer, log *slog.Logger) *Server {
 	return &Server{
 		cfg:      cfg,
 		pub:      pub,
+		enrich:   enrich,
 		log:      log,
 		metrics:  newMetrics(reg),
 		now:      time.Now,
@@ -158,7 +171,7 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 		}
 	}()
 
-	conv := converter{node: hello.GetNodeName(), subjectPrefix: s.cfg.SubjectPrefix}
+	conv := converter{node: hello.GetNodeName(), subjectPrefix: s.cfg.SubjectPrefix, enrich: s.enrich, dataFields: s.cfg.DataFields}
 	next := uint64(1)
 	for {
 		select {
@@ -177,7 +190,7 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 			if b.GetSequence() != next {
 				return invalid("batch sequence %d, want %d", b.GetSequence(), next)
 			}
-			msgs, err := conv.convert(b, s.now(), s.metrics)
+			msgs, err := conv.convert(ctx, b, s.now(), s.metrics)
 			if err != nil {
 				return invalid("batch %d: %v", next, err)
 			}
@@ -202,6 +215,8 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 type converter struct {
 	node          string
 	subjectPrefix string
+	enrich        Enricher
+	dataFields    int
 
 	arena   []byte // documents of the current batch
 	parsed  []byte
@@ -215,9 +230,10 @@ type source struct {
 	fingerprint  uint64
 	format       cri.Format
 	subject      string
+	exclude      bool // the pod asked for its lines to be dropped
 }
 
-func (c *converter) convert(b *podlogsv1.Batch, now time.Time, m *metrics) ([]*nats.Msg, error) {
+func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Time, m *metrics) ([]*nats.Msg, error) {
 	c.sources = c.sources[:0]
 	for i, src := range b.GetSources() {
 		ref, err := podpath.Parse(src.GetPath())
@@ -227,15 +243,26 @@ func (c *converter) convert(b *podlogsv1.Batch, now time.Time, m *metrics) ([]*n
 		if src.GetIdentity() == nil {
 			return nil, fmt.Errorf("source %d (%s) has no identity", i, src.GetPath())
 		}
-		c.sources = append(c.sources, source{
+		s := source{
 			meta: document.Meta{
 				PodName: ref.Pod, Namespace: ref.Namespace, PodID: ref.PodUID, ContainerName: ref.Container, Host: c.node,
+				DataFields: c.dataFields,
 			},
 			containerDir: podpath.ContainerDir(src.GetPath()),
 			fingerprint:  src.GetIdentity().GetFingerprint(),
 			format:       criFormat(src.GetFormat()),
 			subject:      c.subjectPrefix + "." + ref.Namespace,
-		})
+		}
+		// Once per source per batch: the lookup is a map read, or a short
+		// wait for a pod the cache has not seen yet.
+		if c.enrich != nil {
+			if r := c.enrich.Lookup(ctx, &ref); r.Pod != nil {
+				s.meta.PodExtra, s.meta.ContainerExtra = r.Pod.Extra, r.ContainerExtra
+				s.meta.DataFields = r.Pod.DataFields
+				s.exclude = r.Pod.Exclude
+			}
+		}
+		c.sources = append(c.sources, s)
 	}
 	// Documents are appended to one arena reused from batch to batch (the
 	// previous batch is stored by now). Should a batch outgrow it, append
@@ -257,6 +284,10 @@ func (c *converter) convert(b *podlogsv1.Batch, now time.Time, m *metrics) ([]*n
 			return nil, fmt.Errorf("record %d: next offset %d is not past offset %d", i, r.GetNextOffset(), r.GetOffset())
 		}
 		src := &c.sources[r.GetSourceIndex()]
+		if src.exclude {
+			m.excluded.Inc()
+			continue
+		}
 		format := src.format
 		if format == cri.FormatUnknown {
 			format = cri.DetectFormat(r.GetData())
@@ -309,6 +340,7 @@ func criFormat(f podlogsv1.Format) cri.Format {
 type metrics struct {
 	streams                                         prometheus.Gauge
 	batches, records, malformed, truncated, invalid prometheus.Counter
+	excluded                                        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -324,6 +356,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		malformed: c("records_malformed_total", "Records not in their runtime's format, kept raw and flagged."),
 		truncated: c("records_truncated_total", "Records cut by the forwarder at its maximum record size."),
 		invalid:   c("streams_invalid_total", "Streams ended because a forwarder sent an invalid message."),
+		excluded:  c("records_excluded_total", "Records dropped on purpose: their pod is annotated podlogs.io/exclude: \"true\"."),
 	}
 	reg.MustRegister(m.streams)
 	return m

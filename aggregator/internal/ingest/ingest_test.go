@@ -30,9 +30,15 @@ type env struct {
 	client podlogsv1.IngestServiceClient
 	stream jetstream.Stream
 	srv    *Server
+	reg    *prometheus.Registry
 }
 
 func setup(t *testing.T, maxMessageBytes int) *env {
+	t.Helper()
+	return setupWith(t, maxMessageBytes, nil, 0)
+}
+
+func setupWith(t *testing.T, maxMessageBytes int, enricher Enricher, dataFields int) *env {
 	t.Helper()
 	ns := natstest.Start(t)
 	_, js := natstest.Connect(t, ns, jetstream.WithPublishAsyncMaxPending(256))
@@ -45,8 +51,8 @@ func setup(t *testing.T, maxMessageBytes int) *env {
 	}
 	log := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
-	srv := New(Config{AggregatorID: "agg-0", MaxMessageBytes: maxMessageBytes, ReadAheadBatches: 2, SubjectPrefix: "t.docs"},
-		buffer.NewPublisher(js, reg, log), reg, log)
+	srv := New(Config{AggregatorID: "agg-0", MaxMessageBytes: maxMessageBytes, ReadAheadBatches: 2, SubjectPrefix: "t.docs", DataFields: dataFields},
+		buffer.NewPublisher(js, reg, log), enricher, reg, log)
 	gs := grpc.NewServer(srv.ServerOptions()...)
 	podlogsv1.RegisterIngestServiceServer(gs, srv)
 	ln := bufconn.Listen(1 << 20)
@@ -60,7 +66,7 @@ func setup(t *testing.T, maxMessageBytes int) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{client: podlogsv1.NewIngestServiceClient(conn), stream: st, srv: srv}
+	return &env{client: podlogsv1.NewIngestServiceClient(conn), stream: st, srv: srv, reg: reg}
 }
 
 func hello() *podlogsv1.StreamRequest {

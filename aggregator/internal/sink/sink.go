@@ -36,7 +36,8 @@ import (
 // Config tunes the writer.
 type Config struct {
 	Index         string
-	DeadLetter    string // index for documents OpenSearch rejects for good
+	Keys          KeyMapping // how the template maps label and annotation keys
+	DeadLetter    string     // index for documents OpenSearch rejects for good
 	Workers       int
 	BulkDocs      int           // documents fetched per bulk request
 	BulkBytes     int           // split a bulk request past this body size
@@ -108,7 +109,7 @@ func (s *Sink) Run(ctx context.Context) error {
 func (s *Sink) installTemplates(ctx context.Context) error {
 	backoff := s.cfg.BackoffMin
 	for attempt := 0; ; attempt++ {
-		err := PutTemplate(ctx, s.client, templateName(s.cfg.Index), IndexTemplate(s.cfg.Index))
+		err := PutTemplate(ctx, s.client, templateName(s.cfg.Index), IndexTemplateFor(s.cfg.Index, s.cfg.Keys))
 		if err == nil {
 			err = PutTemplate(ctx, s.client, templateName(s.cfg.DeadLetter), DeadLetterTemplate(s.cfg.DeadLetter))
 		}

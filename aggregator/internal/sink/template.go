@@ -12,13 +12,41 @@ import (
 	"github.com/opensearch-project/opensearch-go/v4"
 )
 
-// IndexTemplate returns the composable index template for the pod logs index.
-// kubernetes.* strings are keywords (exact filters and terms splits in the
-// dashboard); labels and annotations are flat_object, so that keys such as
-// "app" and "app.kubernetes.io/name" never collide in the mapping; `time`
-// keeps the runtime's nanoseconds so lines of one millisecond sort in order.
-func IndexTemplate(index string) map[string]any {
+// KeyMapping says how kubernetes.labels, .annotations and .namespace_labels
+// are mapped; it follows the aggregator's --enrich-key-style.
+type KeyMapping int
+
+const (
+	// FlatObject maps them as flat_object: keys kept as written ("app" beside
+	// "app.kubernetes.io/name"), one mapping field each whatever the keys.
+	// The default: TestKeyStyleAgainstOpenSearch (aggregator/internal/enrich)
+	// shows both styles filterable, and only this one immune to the field
+	// limit when a cluster has many distinct keys.
+	FlatObject KeyMapping = iota
+	// KeywordFields maps each key as its own keyword field, for keys whose
+	// dots were replaced by '_' (a dot would make an object path and collide).
+	KeywordFields
+)
+
+// IndexTemplate returns the composable index template for the pod logs
+// index, with labels and annotations mapped as flat_object.
+func IndexTemplate(index string) map[string]any { return IndexTemplateFor(index, FlatObject) }
+
+// IndexTemplateFor returns the composable index template for the pod logs
+// index. kubernetes.* strings are keywords (exact filters and terms splits in
+// the dashboard); labels and annotations follow keys; `data` (JSON bodies) is
+// flat_object, so that one app's string and another's object under the same
+// key cannot collide; `time` keeps the runtime's nanoseconds and
+// podlogs.offset orders lines of one instant, so that a newest-first table
+// sorted on both shows them in the order written.
+func IndexTemplateFor(index string, keys KeyMapping) map[string]any {
 	keyword := map[string]any{"type": "keyword", "ignore_above": 1024}
+	keyMaps := map[string]any{"type": "flat_object"}
+	if keys == KeywordFields {
+		// Every string under kubernetes.* becomes a keyword (the dynamic
+		// template below).
+		keyMaps = map[string]any{"type": "object"}
+	}
 	return map[string]any{
 		"index_patterns": []string{index},
 		"priority":       200,
@@ -39,21 +67,24 @@ func IndexTemplate(index string) map[string]any {
 					"stream":     keyword,
 					"log":        map[string]any{"type": "text"},
 					"kubernetes": map[string]any{"properties": map[string]any{
-						"pod_name":        keyword,
-						"namespace_name":  keyword,
-						"pod_id":          keyword,
-						"host":            keyword,
-						"container_name":  keyword,
-						"docker_id":       keyword,
-						"container_hash":  keyword,
-						"container_image": keyword,
-						"labels":          map[string]any{"type": "flat_object"},
-						"annotations":     map[string]any{"type": "flat_object"},
+						"pod_name":         keyword,
+						"namespace_name":   keyword,
+						"pod_id":           keyword,
+						"host":             keyword,
+						"container_name":   keyword,
+						"docker_id":        keyword,
+						"container_hash":   keyword,
+						"container_image":  keyword,
+						"labels":           keyMaps,
+						"annotations":      keyMaps,
+						"namespace_labels": keyMaps,
 					}},
+					"data": map[string]any{"type": "flat_object"},
 					"podlogs": map[string]any{"properties": map[string]any{
-						"offset":    map[string]any{"type": "long"},
-						"malformed": map[string]any{"type": "boolean"},
-						"truncated": map[string]any{"type": "boolean"},
+						"offset":         map[string]any{"type": "long"},
+						"malformed":      map[string]any{"type": "boolean"},
+						"truncated":      map[string]any{"type": "boolean"},
+						"data_truncated": map[string]any{"type": "boolean"},
 					}},
 				},
 			},

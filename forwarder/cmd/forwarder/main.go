@@ -103,7 +103,7 @@ func run(args []string) error {
 		NoWatch:        !cfg.Watch,
 		ScanInterval:   cfg.ScanInterval,
 		PollInterval:   cfg.PollInterval,
-		ReadBytes:      256 << 10,
+		ReadBytes:      64 << 10, // per file per turn: fairness between busy and quiet pods
 		BatchBytes:     cfg.BatchBytes,
 		BatchRecords:   cfg.BatchRecords,
 		BatchLinger:    cfg.BatchLinger,

@@ -169,6 +169,10 @@ func (t *File) Read(buf []byte, emit func(cri.Record)) (int, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return n, fmt.Errorf("read %s at %d: %w", t.Rel, t.readOffset, err)
 	}
+	if n < len(buf) {
+		// At the end for now: an idle file keeps no buffer.
+		t.framer.Trim()
+	}
 	return n, nil
 }
 
