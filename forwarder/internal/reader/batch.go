@@ -10,21 +10,31 @@ import (
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 
-// builder packs records into one batch. Record data is copied into one arena
-// per batch, so the per-line cost is a slice header, not an allocation.
+// builder packs records into one batch. Record data is copied into arenas
+// that start small and double, so the per-line cost is a slice header, not an
+// allocation, and a batch of a few lines does not pin a large buffer.
 type builder struct {
 	b       *podlogsv1.Batch
 	sources map[*tail.File]uint32
 	arena   []byte
-	bytes   int
+	bytes   int // record data
+	mem     int // what the batch holds in memory: arenas and structs
 	started time.Time
 }
+
+// Approximate heap cost of a record's and a source's structs; the window
+// counts them so that many small batches cannot hide behind few data bytes.
+const (
+	recordOverhead = 96
+	sourceOverhead = 256
+	minArena       = 4 << 10
+	maxArena       = 64 << 10
+)
 
 func (bb *builder) add(t *tail.File, rec cri.Record) {
 	if bb.b == nil {
 		bb.b = &podlogsv1.Batch{}
 		bb.sources = map[*tail.File]uint32{}
-		bb.arena = make([]byte, 0, 64<<10)
 		bb.started = time.Now()
 	}
 	idx, ok := bb.sources[t]
@@ -37,10 +47,14 @@ func (bb *builder) add(t *tail.File, rec cri.Record) {
 			Format:   protoFormat(t.Format()),
 		})
 		bb.sources[t] = idx
+		bb.mem += sourceOverhead + len(t.Rel)
 	}
 	if cap(bb.arena)-len(bb.arena) < len(rec.Data) {
-		// Start a new arena; earlier records keep pointing into the old one.
-		bb.arena = make([]byte, 0, max(64<<10, len(rec.Data)))
+		// Start a new arena, twice the last one; earlier records keep
+		// pointing into the old one.
+		size := max(minArena, min(2*cap(bb.arena), maxArena), len(rec.Data))
+		bb.arena = make([]byte, 0, size)
+		bb.mem += size
 	}
 	start := len(bb.arena)
 	bb.arena = append(bb.arena, rec.Data...)
@@ -52,6 +66,7 @@ func (bb *builder) add(t *tail.File, rec cri.Record) {
 		Truncated:   rec.Truncated,
 	})
 	bb.bytes += len(rec.Data)
+	bb.mem += recordOverhead
 }
 
 func (bb *builder) len() int {

@@ -48,8 +48,9 @@ type Config struct {
 
 // Submitter takes batches while its window has room.
 type Submitter interface {
-	// TrySubmit takes the batch, or returns false when the window is full.
-	TrySubmit(b *podlogsv1.Batch) bool
+	// TrySubmit takes the batch, which holds size bytes of memory, or
+	// returns false when the window is full.
+	TrySubmit(b *podlogsv1.Batch, size int) bool
 	// Space is closed when the window frees up.
 	Space() <-chan struct{}
 }
@@ -69,9 +70,10 @@ type Reader struct {
 	batch   builder
 	// held is a batch the window had no room for; nothing more is read
 	// until it is taken, but files are still found and opened meanwhile.
-	held  *podlogsv1.Batch
-	scans int
-	watch *watcher // nil when notifications are off or unavailable
+	held     *podlogsv1.Batch
+	heldSize int
+	scans    int
+	watch    *watcher // nil when notifications are off or unavailable
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -195,7 +197,7 @@ func (r *Reader) Run(ctx context.Context) error {
 
 // submitHeld offers the held batch again; it returns true once it is taken.
 func (r *Reader) submitHeld() bool {
-	if r.held == nil || r.out.TrySubmit(r.held) {
+	if r.held == nil || r.out.TrySubmit(r.held, r.heldSize) {
 		r.held = nil
 		return true
 	}
@@ -414,12 +416,13 @@ func (r *Reader) closeAll() {
 // flush hands the current batch to the sender, or holds it while the window
 // is full.
 func (r *Reader) flush() {
+	size := r.batch.mem
 	b := r.batch.take()
 	if b == nil {
 		return
 	}
 	r.metrics.recordsRead.Add(float64(len(b.Records)))
-	if !r.out.TrySubmit(b) {
-		r.held = b
+	if !r.out.TrySubmit(b, size) {
+		r.held, r.heldSize = b, size
 	}
 }

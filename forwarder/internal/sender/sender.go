@@ -21,6 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
@@ -35,6 +37,10 @@ type Config struct {
 	MaxInflightBytes int
 	BackoffMin       time.Duration
 	BackoffMax       time.Duration
+	// ErrorHint, if set, says what the operator should fix for the error
+	// that ended a stream ("" when nothing specific), e.g. a refused TLS
+	// certificate; such errors are logged at error level with the fix.
+	ErrorHint func(error) string
 }
 
 // AckFunc receives each acknowledged batch, in order. It runs under the
@@ -80,7 +86,7 @@ func New(cfg Config, conn grpc.ClientConnInterface, onAck AckFunc, reg prometheu
 	}
 }
 
-// Size is the number of bytes a batch takes in the window.
+// Size is the number of record data bytes in a batch.
 func Size(b *podlogsv1.Batch) int {
 	n := 0
 	for _, r := range b.GetRecords() {
@@ -89,11 +95,11 @@ func Size(b *podlogsv1.Batch) int {
 	return n
 }
 
-// TrySubmit queues a batch for sending if the window has room for it (a
-// batch larger than the whole window goes when nothing else is in flight).
-// When it returns false, Space tells when to try again.
-func (s *Sender) TrySubmit(b *podlogsv1.Batch) bool {
-	size := Size(b)
+// TrySubmit queues a batch that holds size bytes of memory for sending if
+// the window has room for it (a batch larger than the whole window goes when
+// nothing else is in flight). When it returns false, Space tells when to
+// try again.
+func (s *Sender) TrySubmit(b *podlogsv1.Batch, size int) bool {
 	s.mu.Lock()
 	if s.inflightBytes != 0 && s.inflightBytes+size > s.cfg.MaxInflightBytes {
 		s.mu.Unlock()
@@ -120,10 +126,10 @@ func (s *Sender) Space() <-chan struct{} {
 }
 
 // Submit queues a batch, waiting while the window is full.
-func (s *Sender) Submit(ctx context.Context, b *podlogsv1.Batch) error {
+func (s *Sender) Submit(ctx context.Context, b *podlogsv1.Batch, size int) error {
 	for {
 		space := s.Space()
-		if s.TrySubmit(b) {
+		if s.TrySubmit(b, size) {
 			return nil
 		}
 		select {
@@ -162,17 +168,27 @@ func (s *Sender) Connected() bool {
 func (s *Sender) Run(ctx context.Context) error {
 	backoff := s.cfg.BackoffMin
 	for {
-		start := time.Now()
-		err := s.stream(ctx)
+		var opened time.Time
+		err := s.stream(ctx, &opened)
 		if ctx.Err() != nil {
 			return nil
 		}
 		s.metrics.reconnects.Inc()
-		if time.Since(start) > 10*s.cfg.BackoffMax {
-			backoff = s.cfg.BackoffMin // the last stream was healthy for a while
+		healthy := !opened.IsZero() && time.Since(opened) >= healthyStream
+		if healthy {
+			// The stream was up and working: it ended because the
+			// aggregator aged it or is shutting down, which is routine and
+			// must not slow the move to another replica.
+			backoff = s.cfg.BackoffMin
 		}
 		wait := backoff/2 + rand.N(backoff/2+1) // jitter spreads reconnects of many nodes
-		s.log.Warn("stream to aggregator ended; reconnecting", "err", err, "retry_in", wait)
+		if hint := s.hint(err); hint != "" {
+			s.log.Error("aggregator connection refused; fix the configuration", "err", err, "fix", hint, "retry_in", wait)
+		} else if healthy && status.Code(err) == codes.Unavailable {
+			s.log.Info("aggregator ended the stream; reconnecting", "reason", status.Convert(err).Message(), "retry_in", wait)
+		} else {
+			s.log.Warn("stream to aggregator ended; reconnecting", "err", err, "retry_in", wait)
+		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -182,9 +198,21 @@ func (s *Sender) Run(ctx context.Context) error {
 	}
 }
 
+// healthyStream is how long a stream must have been open for its end to
+// count as routine (ageing, scale-in) rather than as a failing peer.
+const healthyStream = time.Second
+
+func (s *Sender) hint(err error) string {
+	if s.cfg.ErrorHint == nil || err == nil {
+		return ""
+	}
+	return s.cfg.ErrorHint(err)
+}
+
 var errProtocol = errors.New("protocol violation by aggregator")
 
-func (s *Sender) stream(ctx context.Context) error {
+// stream runs one stream; *opened is set when the aggregator welcomed it.
+func (s *Sender) stream(ctx context.Context, opened *time.Time) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := s.client.Stream(ctx)
@@ -205,6 +233,7 @@ func (s *Sender) stream(ctx context.Context) error {
 	if welcome == nil {
 		return fmt.Errorf("%w: first message is not a welcome", errProtocol)
 	}
+	*opened = time.Now()
 	s.log.Info("stream to aggregator open", "aggregator", welcome.GetAggregatorId())
 
 	s.mu.Lock()

@@ -113,7 +113,7 @@ func TestEveryBatchAckedOnceInOrderAcrossBrokenStreams(t *testing.T) {
 	ctx := context.Background()
 	const batches = 40
 	for i := range uint64(batches) {
-		if err := s.Submit(ctx, batchOf(2*i, 2*i+1)); err != nil {
+		if err := s.Submit(ctx, batchOf(2*i, 2*i+1), Size(batchOf(2*i, 2*i+1))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -152,19 +152,19 @@ func TestSubmitBlocksWhileWindowIsFull(t *testing.T) {
 	s, _, stop := setup(t, f, 25) // room for two batches of 10 bytes
 	defer stop()
 	ctx := context.Background()
-	if err := s.Submit(ctx, batchOf(0)); err != nil {
+	if err := s.Submit(ctx, batchOf(0), Size(batchOf(0))); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Submit(ctx, batchOf(1)); err != nil {
+	if err := s.Submit(ctx, batchOf(1), Size(batchOf(1))); err != nil {
 		t.Fatal(err)
 	}
 	blocked, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
-	if err := s.Submit(blocked, batchOf(2)); err == nil {
+	if err := s.Submit(blocked, batchOf(2), Size(batchOf(2))); err == nil {
 		t.Fatal("Submit went through with the window full")
 	}
 	close(f.hold) // the server acks; the window frees up
-	if err := s.Submit(ctx, batchOf(2)); err != nil {
+	if err := s.Submit(ctx, batchOf(2), Size(batchOf(2))); err != nil {
 		t.Fatal(err)
 	}
 	flushCtx, cancelFlush := context.WithTimeout(ctx, 10*time.Second)
@@ -181,7 +181,7 @@ func TestOversizedBatchGoesAlone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for i := range uint64(3) {
-		if err := s.Submit(ctx, batchOf(i)); err != nil {
+		if err := s.Submit(ctx, batchOf(i), Size(batchOf(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
