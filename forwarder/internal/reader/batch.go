@@ -17,7 +17,8 @@ type builder struct {
 	b       *podlogsv1.Batch
 	sources map[*tail.File]uint32
 	arena   []byte
-	bytes   int // record data
+	records []podlogsv1.Record // structs handed out in chunks, one allocation per chunk
+	bytes   int                // record data
 	mem     int // what the batch holds in memory: arenas and structs
 	started time.Time
 }
@@ -29,11 +30,12 @@ const (
 	sourceOverhead = 256
 	minArena       = 4 << 10
 	maxArena       = 64 << 10
+	recordChunk    = 128
 )
 
 func (bb *builder) add(t *tail.File, rec cri.Record) {
 	if bb.b == nil {
-		bb.b = &podlogsv1.Batch{}
+		bb.b = &podlogsv1.Batch{Records: make([]*podlogsv1.Record, 0, 64)}
 		bb.sources = map[*tail.File]uint32{}
 		bb.started = time.Now()
 	}
@@ -58,13 +60,17 @@ func (bb *builder) add(t *tail.File, rec cri.Record) {
 	}
 	start := len(bb.arena)
 	bb.arena = append(bb.arena, rec.Data...)
-	bb.b.Records = append(bb.b.Records, &podlogsv1.Record{
-		SourceIndex: idx,
-		Offset:      rec.Offset,
-		NextOffset:  rec.NextOffset,
-		Data:        bb.arena[start:len(bb.arena):len(bb.arena)],
-		Truncated:   rec.Truncated,
-	})
+	if len(bb.records) == 0 {
+		bb.records = make([]podlogsv1.Record, recordChunk)
+	}
+	r := &bb.records[0]
+	bb.records = bb.records[1:]
+	r.SourceIndex = idx
+	r.Offset = rec.Offset
+	r.NextOffset = rec.NextOffset
+	r.Data = bb.arena[start:len(bb.arena):len(bb.arena)]
+	r.Truncated = rec.Truncated
+	bb.b.Records = append(bb.b.Records, r)
 	bb.bytes += len(rec.Data)
 	bb.mem += recordOverhead
 }
