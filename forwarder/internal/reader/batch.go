@@ -19,7 +19,7 @@ type builder struct {
 	arena   []byte
 	records []podlogsv1.Record // structs handed out in chunks, one allocation per chunk
 	bytes   int                // record data
-	mem     int // what the batch holds in memory: arenas and structs
+	mem     int                // what the batch holds in memory: arenas and structs
 	started time.Time
 }
 

@@ -180,4 +180,3 @@ func reportPerLine(b *testing.B, perOp int64, cpu time.Duration) {
 	b.ReportMetric(total/cpu.Seconds(), "lines/cpu-s")
 	b.ReportMetric(float64(perOp), "lines/op")
 }
-
