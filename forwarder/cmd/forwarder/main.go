@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
@@ -28,6 +29,7 @@ import (
 	"github.com/podlogs/podlogs/internal/adminhttp"
 	"github.com/podlogs/podlogs/internal/envflag"
 	"github.com/podlogs/podlogs/internal/logging"
+	"github.com/podlogs/podlogs/internal/tlsfiles"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 
@@ -71,8 +73,18 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	var creds credentials.TransportCredentials = insecure.NewCredentials()
+	if cfg.TLS.Enabled() {
+		// Loaded now to fail fast on a bad file; re-read on handshakes
+		// when the Secret behind them is rotated.
+		files, err := tlsfiles.Load(cfg.TLS, log)
+		if err != nil {
+			return err
+		}
+		creds = tlsfiles.ClientCredentials(files)
+	}
 	conn, err := grpc.NewClient(cfg.Aggregator,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		// Round robin over every address the name resolves to (a headless
 		// Service), so forwarders spread over aggregator replicas.
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
@@ -89,6 +101,7 @@ func run(args []string) error {
 		MaxInflightBytes: cfg.MaxInflightBytes,
 		BackoffMin:       200 * time.Millisecond,
 		BackoffMax:       10 * time.Second,
+		ErrorHint:        func(err error) string { return tlsfiles.ClientHint(err, cfg.TLS) },
 	}, conn, func(b *podlogsv1.Batch) {
 		for _, r := range b.GetRecords() {
 			src := b.GetSources()[r.GetSourceIndex()]
@@ -122,7 +135,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("forwarder starting", "version", version, "node", cfg.NodeName, "pods_root", cfg.PodsRoot,
-		"aggregator", cfg.Aggregator, "admin", admin.Addr(), "checkpointed_files", store.Len(), "first_start", firstStart)
+		"aggregator", cfg.Aggregator, "tls", tlsMode(cfg.TLS), "admin", admin.Addr(), "checkpointed_files", store.Len(), "first_start", firstStart)
 
 	// Components run under their own contexts so that shutdown goes input
 	// first: stop reading, let in-flight batches be acknowledged, then close
@@ -185,7 +198,19 @@ func syncLoop(ctx context.Context, store *checkpoint.Store, every time.Duration,
 	}
 }
 
+// tlsMode names the transport security in the start-up log.
+func tlsMode(c tlsfiles.Config) string {
+	switch {
+	case c.CertFile != "":
+		return "mutual"
+	case c.Enabled():
+		return "server-only"
+	}
+	return "off"
+}
+
 type config struct {
+	TLS                tlsfiles.Config
 	PodsRoot           string
 	Include, Exclude   []string
 	InitialRead        string
@@ -226,9 +251,14 @@ func parseConfig(args []string) (config, error) {
 	fs.BoolVar(&c.Watch, "watch", true, "use filesystem notifications (inotify); polling remains the safety net")
 	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/podlogs", "directory for the checkpoint file (a hostPath that outlives the pod)")
 	fs.StringVar(&c.Aggregator, "aggregator", "dns:///podlogs-aggregator:7370", "gRPC target of the aggregators; dns:/// balances over every address of a headless Service")
+	fs.StringVar(&c.TLS.CertFile, "tls-cert", "", "client certificate (PEM) presented to the aggregators for mutual TLS; re-read when the file changes")
+	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "key of --tls-cert (PEM)")
+	fs.StringVar(&c.TLS.CAFile, "tls-ca", "", "CA certificates (PEM) that sign the aggregators' certificates; any --tls-* flag turns TLS on (empty CA: the system roots)")
+	fs.StringVar(&c.TLS.ServerName, "tls-server-name", "", "name to verify the aggregators' certificate for (default: the host of --aggregator)")
+	fs.DurationVar(&c.TLS.ReloadInterval, "tls-reload-interval", 5*time.Second, "how often, at most, the TLS files are read again to pick up a rotated Secret")
 	fs.StringVar(&c.NodeName, "node-name", hostname, "Kubernetes node name, sent as kubernetes.host (set from spec.nodeName)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", ":9371", "address for /metrics, /healthz and /readyz")
-	fs.IntVar(&c.MaxInflightBytes, "max-inflight-bytes", 16<<20, "window of sent but unacknowledged record bytes; reading pauses when full")
+	fs.IntVar(&c.MaxInflightBytes, "max-inflight-bytes", 16<<20, "memory held by sent but unacknowledged batches (records and their overhead); reading pauses when full")
 	fs.IntVar(&c.MaxRecordBytes, "max-record-bytes", 1<<20, "longest record (after joining partial lines); longer ones are cut and flagged")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 8<<20, "largest gRPC message sent; must not exceed the aggregator's --max-message-bytes")
 	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "send a batch when it holds this many record bytes")
@@ -267,6 +297,12 @@ func (c config) validate() error {
 	}
 	if c.NodeName == "" {
 		errs = append(errs, errors.New("--node-name is empty and the hostname is unknown"))
+	}
+	if err := c.TLS.Validate(false); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TLS.ServerName != "" && !c.TLS.Enabled() {
+		errs = append(errs, errors.New("--tls-server-name needs TLS: set --tls-ca (and --tls-cert, --tls-key for mutual TLS)"))
 	}
 	for _, p := range []struct {
 		name string

@@ -360,7 +360,22 @@ func (r *Reader) scan() error {
 		}
 	}
 	// Entries of files that are gone serve no purpose; keep the store small.
-	r.store.Forget(func(e checkpoint.Entry) bool { return present[fileID{e.Device, e.Inode}] })
+	var gone []checkpoint.Entry
+	r.store.Forget(func(e checkpoint.Entry) bool {
+		// The inode must still hold the same file: inodes are reused.
+		id := fileID{e.Device, e.Inode}
+		keep := present[id]
+		if f := r.files[id]; keep && f != nil && f.t.Key() != e.Key {
+			keep = false
+		}
+		if !keep && first {
+			gone = append(gone, e)
+		}
+		return keep
+	})
+	if len(gone) > 0 {
+		r.reportLost(gone)
+	}
 	return nil
 }
 

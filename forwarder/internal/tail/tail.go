@@ -88,13 +88,23 @@ func identify(f *os.File) (checkpoint.Key, []byte, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return checkpoint.Key{}, nil, err
 	}
-	first := head[:n]
-	if i := indexByte(first, '\n'); i >= 0 {
-		first = first[:i]
-	} else if n < FingerprintBytes {
+	fp, first, ok := Fingerprint(head[:n])
+	if !ok {
 		return checkpoint.Key{}, nil, ErrNoFirstLine
 	}
-	return checkpoint.Key{Device: uint64(st.Dev), Inode: st.Ino, Fingerprint: fingerprint(first)}, first, nil
+	return checkpoint.Key{Device: uint64(st.Dev), Inode: st.Ino, Fingerprint: fp}, first, nil
+}
+
+// Fingerprint identifies a file by the first bytes of its content: its first
+// line, up to FingerprintBytes. ok is false while that line is incomplete.
+func Fingerprint(head []byte) (fp uint64, first []byte, ok bool) {
+	first = head[:min(len(head), FingerprintBytes)]
+	if i := indexByte(first, '\n'); i >= 0 {
+		first = first[:i]
+	} else if len(first) < FingerprintBytes {
+		return 0, nil, false
+	}
+	return fingerprint(first), first, true
 }
 
 // endOfLastLine returns the offset just past the file's last newline.
