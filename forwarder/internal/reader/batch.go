@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/podlogs/podlogs/forwarder/internal/tail"
 	"github.com/podlogs/podlogs/internal/cri"
@@ -114,23 +115,21 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	c := func(name, help string) prometheus.Counter {
-		m := prometheus.NewCounter(prometheus.CounterOpts{Name: "podlogs_forwarder_" + name, Help: help})
-		reg.MustRegister(m)
-		return m
+	f := promauto.With(reg)
+	opts := func(name, help string) prometheus.CounterOpts {
+		return prometheus.CounterOpts{Namespace: "podlogs", Subsystem: "forwarder", Name: name, Help: help}
 	}
-	m := &metrics{
+	c := func(name, help string) prometheus.Counter { return f.NewCounter(opts(name, help)) }
+	return &metrics{
 		bytesRead:      c("bytes_read_total", "Bytes read from log files."),
 		recordsRead:    c("records_read_total", "Records framed from log files and handed to the sender."),
 		rotations:      c("rotations_total", "Log files found renamed by rotation and followed."),
 		truncations:    c("truncations_total", "Log files found truncated under the reader (copytruncate)."),
 		filesOpened:    c("files_opened_total", "Log files opened."),
 		watchOverflows: c("watch_errors_total", "Filesystem notification errors (queue overflows); every file is read after one."),
-		openFiles:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "podlogs_forwarder_open_files", Help: "Log files being followed."}),
-		lostBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podlogs_forwarder_lost_bytes_total", Help: "Bytes that could not be delivered, by reason.",
-		}, []string{"reason"}),
+		openFiles: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "podlogs", Subsystem: "forwarder", Name: "open_files", Help: "Log files being followed.",
+		}),
+		lostBytes: f.NewCounterVec(opts("lost_bytes_total", "Bytes that could not be delivered, by reason."), []string{"reason"}),
 	}
-	reg.MustRegister(m.openFiles, m.lostBytes)
-	return m
 }

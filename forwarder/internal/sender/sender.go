@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -347,23 +348,21 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
 	c := func(name, help string) prometheus.Counter {
-		m := prometheus.NewCounter(prometheus.CounterOpts{Name: "podlogs_forwarder_" + name, Help: help})
-		reg.MustRegister(m)
-		return m
+		return f.NewCounter(prometheus.CounterOpts{Namespace: "podlogs", Subsystem: "forwarder", Name: name, Help: help})
 	}
-	m := &metrics{
+	return &metrics{
 		batchesSent:   c("batches_sent_total", "Batches sent to an aggregator, resends included."),
 		recordsSent:   c("records_sent_total", "Records sent to an aggregator, resends included."),
 		bytesSent:     c("record_bytes_sent_total", "Record bytes sent to an aggregator, resends included."),
 		recordsAcked:  c("records_acked_total", "Records an aggregator acknowledged as durable."),
 		resentBatches: c("batches_resent_total", "Unacknowledged batches sent again on a new stream."),
 		reconnects:    c("reconnects_total", "Streams to an aggregator that ended and were opened again."),
-		windowFull:    c("window_full_total", "Times reading paused because the window of unacknowledged bytes was full."),
-		inflightBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "podlogs_forwarder_inflight_bytes", Help: "Record bytes sent or queued but not yet acknowledged.",
+		windowFull:    c("window_full_total", "Times a batch waited because the window of unacknowledged batches was full."),
+		inflightBytes: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "podlogs", Subsystem: "forwarder", Name: "inflight_bytes",
+			Help: "Memory held by batches sent or queued but not yet acknowledged.",
 		}),
 	}
-	reg.MustRegister(m.inflightBytes)
-	return m
 }
