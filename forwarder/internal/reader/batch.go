@@ -109,7 +109,7 @@ func protoFormat(f cri.Format) podlogsv1.Format {
 
 type metrics struct {
 	bytesRead, recordsRead, rotations, truncations, filesOpened prometheus.Counter
-	watchOverflows                                              prometheus.Counter
+	watchOverflows, recovered                                   prometheus.Counter
 	openFiles                                                   prometheus.Gauge
 	lostBytes                                                   *prometheus.CounterVec
 }
@@ -127,6 +127,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		truncations:    c("truncations_total", "Log files found truncated under the reader (copytruncate)."),
 		filesOpened:    c("files_opened_total", "Log files opened."),
 		watchOverflows: c("watch_errors_total", "Filesystem notification errors (queue overflows); every file is read after one."),
+		recovered:      c("compressed_files_read_total", "Files rotated and compressed while the forwarder was down, read on from their compressed copy."),
 		openFiles: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "podlogs", Subsystem: "forwarder", Name: "open_files", Help: "Log files being followed.",
 		}),

@@ -76,7 +76,12 @@ type Reader struct {
 	watch    *watcher // nil when notifications are off or unavailable
 }
 
-type fileID struct{ dev, ino uint64 }
+// fileID names an open file by device and inode; a compressed copy read
+// after a restart is named by the inode its original had.
+type fileID struct {
+	dev, ino   uint64
+	compressed bool
+}
 
 type openFile struct {
 	t     *tail.File
@@ -315,7 +320,7 @@ func (r *Reader) scan() error {
 		containerDir := filepath.Join(r.cfg.PodsRoot, path.Dir(ff.Rel))
 		dirs[containerDir] = true
 		dirs[filepath.Dir(containerDir)] = true
-		id := fileID{ff.Device, ff.Inode}
+		id := fileID{dev: ff.Device, ino: ff.Inode}
 		present[id] = true
 		if f, ok := r.files[id]; ok {
 			f.seen = true
@@ -360,21 +365,24 @@ func (r *Reader) scan() error {
 		}
 	}
 	// Entries of files that are gone serve no purpose; keep the store small.
+	open := make(map[checkpoint.Key]bool, len(r.files))
+	for _, f := range r.files {
+		open[f.t.Key()] = true
+	}
 	var gone []checkpoint.Entry
 	r.store.Forget(func(e checkpoint.Entry) bool {
-		// The inode must still hold the same file: inodes are reused.
-		id := fileID{e.Device, e.Inode}
-		keep := present[id]
-		if f := r.files[id]; keep && f != nil && f.t.Key() != e.Key {
-			keep = false
-		}
+		// An entry stays while its file is open, or present without an
+		// identity yet; an inode now holding another file does not count
+		// (inodes are reused).
+		id := fileID{dev: e.Device, ino: e.Inode}
+		keep := open[e.Key] || (present[id] && r.files[id] == nil)
 		if !keep && first {
 			gone = append(gone, e)
 		}
 		return keep
 	})
 	if len(gone) > 0 {
-		r.reportLost(gone)
+		r.recoverCompressed(gone)
 	}
 	return nil
 }

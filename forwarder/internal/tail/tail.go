@@ -26,6 +26,13 @@ const FingerprintBytes = 1024
 // already there).
 const AtEnd = ^uint64(0)
 
+// source is what a File reads: an open log file, or a compressed copy.
+type source interface {
+	io.ReaderAt
+	Stat() (os.FileInfo, error)
+	Close() error
+}
+
 // ErrNoFirstLine means the file does not hold a whole first line yet, so it
 // has no identity yet; try again later.
 var ErrNoFirstLine = errors.New("file has no complete first line yet")
@@ -35,7 +42,7 @@ type File struct {
 	// Rel is the file's current path relative to the pods root.
 	Rel string
 
-	f      *os.File
+	f      source
 	key    checkpoint.Key
 	format cri.Format
 	framer *cri.Framer
@@ -189,6 +196,9 @@ func (t *File) Read(buf []byte, emit func(cri.Record)) (int, error) {
 // Truncated tells whether the file is now shorter than what was read: it was
 // truncated (copytruncate rotation) and must be read again as a new file.
 func (t *File) Truncated() (bool, error) {
+	if _, ok := t.f.(*gzipSource); ok {
+		return false, nil // a compressed copy never changes
+	}
 	fi, err := t.f.Stat()
 	if err != nil {
 		return false, fmt.Errorf("stat %s: %w", t.Rel, err)

@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"compress/gzip"
 	"errors"
 	"os"
 	"path/filepath"
@@ -103,5 +104,37 @@ func TestTruncated(t *testing.T) {
 	os.Truncate(p, 0)
 	if tr, _ := f.Truncated(); !tr {
 		t.Fatal("truncation not seen")
+	}
+}
+
+func TestOpenCompressed(t *testing.T) {
+	dir := t.TempDir()
+	gz := filepath.Join(dir, "0.log.20231107-020510.gz")
+	f, _ := os.Create(gz)
+	zw := gzip.NewWriter(f)
+	zw.Write([]byte(line1 + line2))
+	zw.Close()
+	f.Close()
+	fp, _, _ := Fingerprint([]byte(line1))
+	key := checkpoint.Key{Device: 1, Inode: 2, Fingerprint: fp}
+
+	c, err := OpenCompressed(gz, "ns_p_u/c/0.log.20231107-020510.gz", key, uint64(len(line1)), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := readAll(t, c); len(got) != 1 || got[0] != line2[:len(line2)-1] {
+		t.Fatalf("records %q, want the second line only", got)
+	}
+	if c.Key() != key {
+		t.Fatalf("key %v, want the original's %v", c.Key(), key)
+	}
+	if tr, err := c.Truncated(); tr || err != nil {
+		t.Fatalf("Truncated = %v, %v", tr, err)
+	}
+	other := key
+	other.Fingerprint++
+	if _, err := OpenCompressed(gz, "x", other, 0, 1<<20); !errors.Is(err, ErrNotThatFile) {
+		t.Fatalf("another file's key: %v, want ErrNotThatFile", err)
 	}
 }
