@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/podlogs/podlogs/internal/loggen"
 )
 
@@ -113,30 +110,14 @@ func TestE2EForwarderMemory(t *testing.T) {
 	wg.Wait()
 	want := lines.Load()
 
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
+	stream := aggregatorStream(t, natsAddr)
+	if n := waitStream(t, stream, uint64(want), 2*time.Minute); n != uint64(want) {
+		logMetrics(t, fwdAdmin, "podlogs_forwarder_")
+		t.Fatalf("stream holds %d documents, %d lines were written", n, want)
 	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	stream, err := js.Stream(context.Background(), "PODLOGS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		info, err := stream.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs == uint64(want) {
-			break
-		}
-		if info.State.Msgs > uint64(want) || time.Now().After(deadline) {
-			logMetrics(t, fwdAdmin, "podlogs_forwarder_")
-			t.Fatalf("stream holds %d documents, %d lines were written", info.State.Msgs, want)
-		}
-		time.Sleep(250 * time.Millisecond)
+	time.Sleep(time.Second) // a doubled line would arrive now
+	if n := waitStream(t, stream, uint64(want)+1, 0); n != uint64(want) {
+		t.Fatalf("stream holds %d documents, %d lines were written", n, want)
 	}
 	t.Logf("all %d lines arrived after the outage", want)
 }

@@ -35,28 +35,10 @@ func TestE2ERotationUnderLoad(t *testing.T) {
 	want, stats := writeRotating(t, root, rate, seconds)
 
 	// Count at the aggregator's output.
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	stream, err := js.Stream(context.Background(), "PODLOGS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		info, err := stream.Info(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs >= uint64(stats.Lines) || time.Now().After(deadline) {
-			t.Logf("stream holds %d of %d after %s", info.State.Msgs, stats.Lines, time.Since(deadline.Add(-3*time.Minute)).Round(time.Second))
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	stream := aggregatorStream(t, natsAddr)
+	start := time.Now()
+	n := waitStream(t, stream, uint64(stats.Lines), 3*time.Minute)
+	t.Logf("stream holds %d of %d after %s", n, stats.Lines, time.Since(start).Round(time.Second))
 	time.Sleep(time.Second)
 	cons, err := stream.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{})
 	if err != nil {
@@ -221,4 +203,41 @@ func logMetrics(t *testing.T, admin, prefix string) {
 		}
 	}
 	t.Logf("metrics of %s:\n%s", admin, strings.Join(lines, "\n"))
+}
+
+// aggregatorStream connects to an aggregator's embedded NATS server (started
+// with --nats-embedded-listen) and returns its documents stream.
+func aggregatorStream(t *testing.T, natsAddr string) jetstream.Stream {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(context.Background(), "PODLOGS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream
+}
+
+// waitStream waits until the stream holds at least want messages, or the
+// timeout passes, and returns how many it holds.
+func waitStream(t *testing.T, stream jetstream.Stream, want uint64, timeout time.Duration) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		info, err := stream.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs >= want || time.Now().After(deadline) {
+			return info.State.Msgs
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
