@@ -110,7 +110,7 @@ func protoFormat(f cri.Format) podlogsv1.Format {
 type metrics struct {
 	bytesRead, recordsRead, rotations, truncations, filesOpened prometheus.Counter
 	watchOverflows, recovered                                   prometheus.Counter
-	openFiles                                                   prometheus.Gauge
+	openFiles, ackLag, ackLagMax                                prometheus.Gauge
 	lostBytes                                                   *prometheus.CounterVec
 }
 
@@ -130,6 +130,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		recovered:      c("compressed_files_read_total", "Files rotated and compressed while the forwarder was down, read on from their compressed copy."),
 		openFiles: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "podlogs", Subsystem: "forwarder", Name: "open_files", Help: "Log files being followed.",
+		}),
+		ackLag: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "podlogs", Subsystem: "forwarder", Name: "ack_lag_bytes",
+			Help: "Bytes written to the followed files and not yet acknowledged, summed over files (at the last scan).",
+		}),
+		ackLagMax: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "podlogs", Subsystem: "forwarder", Name: "ack_lag_max_bytes",
+			Help: "The largest per-file count of written and not yet acknowledged bytes (at the last scan).",
 		}),
 		lostBytes: f.NewCounterVec(opts("lost_bytes_total", "Bytes that could not be delivered, by reason."), []string{"reason"}),
 	}

@@ -350,6 +350,24 @@ func (r *Reader) scan() error {
 		r.order = append(r.order, id)
 		r.metrics.filesOpened.Inc()
 	}
+	// How far acknowledgements trail the files, without a label per file.
+	var lag, lagMax uint64
+	for _, ff := range found {
+		f := r.files[fileID{dev: ff.Device, ino: ff.Inode}]
+		if f == nil {
+			continue
+		}
+		acked := uint64(0)
+		if e, ok := r.store.Get(f.t.Key()); ok {
+			acked = e.Offset
+		}
+		if size := uint64(ff.Size); size > acked {
+			lag += size - acked
+			lagMax = max(lagMax, size-acked)
+		}
+	}
+	r.metrics.ackLag.Set(float64(lag))
+	r.metrics.ackLagMax.Set(float64(lagMax))
 	// Files no longer found must be read to their end, then closed.
 	for _, f := range r.files {
 		if !f.seen {

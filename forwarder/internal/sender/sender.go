@@ -110,6 +110,7 @@ func (s *Sender) TrySubmit(b *podlogsv1.Batch, size int) bool {
 	s.queue = append(s.queue, &pending{batch: b, size: size})
 	s.inflightBytes += size
 	s.metrics.inflightBytes.Set(float64(s.inflightBytes))
+	s.metrics.inflightBatches.Set(float64(len(s.queue)))
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -334,6 +335,7 @@ func (s *Sender) ack(through uint64) error {
 		popped = true
 	}
 	s.metrics.inflightBytes.Set(float64(s.inflightBytes))
+	s.metrics.inflightBatches.Set(float64(len(s.queue)))
 	if popped {
 		close(s.space)
 		s.space = make(chan struct{})
@@ -344,7 +346,7 @@ func (s *Sender) ack(through uint64) error {
 type metrics struct {
 	batchesSent, recordsSent, bytesSent, recordsAcked prometheus.Counter
 	resentBatches, reconnects, windowFull             prometheus.Counter
-	inflightBytes                                     prometheus.Gauge
+	inflightBytes, inflightBatches                    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -363,6 +365,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		inflightBytes: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "podlogs", Subsystem: "forwarder", Name: "inflight_bytes",
 			Help: "Memory held by batches sent or queued but not yet acknowledged.",
+		}),
+		inflightBatches: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "podlogs", Subsystem: "forwarder", Name: "inflight_batches",
+			Help: "Batches sent or queued but not yet acknowledged.",
 		}),
 	}
 }
