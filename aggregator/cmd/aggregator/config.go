@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/podlogs/podlogs/aggregator/internal/enrich"
+	"github.com/podlogs/podlogs/aggregator/internal/sink"
 	"github.com/podlogs/podlogs/internal/envflag"
+	"github.com/podlogs/podlogs/internal/tlsfiles"
 )
 
 type config struct {
@@ -19,6 +22,7 @@ type config struct {
 	DataDir            string
 	MaxMessageBytes    int
 	MaxConnectionAge   time.Duration
+	TLS                tlsfiles.Config
 	ShutdownGrace      time.Duration
 	NATSURL            string
 	NATSEmbeddedListen string
@@ -35,6 +39,16 @@ type config struct {
 	OpenSearchURL      string
 	OpenSearchUser     string
 	OpenSearchPassword string
+	OpenSearchPassFile string
+	OpenSearchCA       string
+	OpenSearchCert     string
+	OpenSearchKey      string
+	OpenSearchInsecure bool
+	AWSRegion          string
+	AWSAuth            bool
+	AWSService         string
+	MaxDeliveries      int
+	NATSPollInterval   time.Duration
 	Index              string
 	DeadLetterIndex    string
 	BulkWorkers        int
@@ -71,6 +85,10 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/podlogs", "directory for the embedded JetStream store")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 16<<20, "largest gRPC message accepted from a forwarder")
 	fs.DurationVar(&c.MaxConnectionAge, "max-connection-age", 5*time.Minute, "forwarders reconnect after this long, so new replicas get streams")
+	fs.StringVar(&c.TLS.CertFile, "tls-cert", "", "server certificate (PEM) for the forwarders' streams; set, the port speaks TLS only; re-read when the file changes")
+	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "key of --tls-cert (PEM)")
+	fs.StringVar(&c.TLS.CAFile, "tls-ca", "", "CA certificates (PEM) that sign the forwarders' client certificates; set, every forwarder must present one (mutual TLS)")
+	fs.DurationVar(&c.TLS.ReloadInterval, "tls-reload-interval", 5*time.Second, "how often, at most, the TLS files are read again to pick up a rotated Secret")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "on SIGTERM, how long in-flight batches may take before streams are cut")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "NATS cluster URL(s); empty starts an embedded JetStream server")
 	fs.StringVar(&c.NATSEmbeddedListen, "nats-embedded-listen", "", "host:port the embedded NATS server also listens on (empty: in-process only)")
@@ -86,7 +104,17 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.AckWait, "nats-ack-wait", 2*time.Minute, "redeliver a document not acked within this time; must exceed the slowest bulk request")
 	fs.StringVar(&c.OpenSearchURL, "opensearch-url", "http://localhost:9200", "OpenSearch URL")
 	fs.StringVar(&c.OpenSearchUser, "opensearch-user", "", "OpenSearch basic auth user")
-	fs.StringVar(&c.OpenSearchPassword, "opensearch-password", "", "OpenSearch basic auth password (prefer the environment variable)")
+	fs.StringVar(&c.OpenSearchPassword, "opensearch-password", "", "OpenSearch basic auth password (prefer $PODLOGS_OPENSEARCH_PASSWORD or --opensearch-password-file; never logged)")
+	fs.StringVar(&c.OpenSearchPassFile, "opensearch-password-file", "", "file holding the OpenSearch basic auth password (a mounted Secret)")
+	fs.StringVar(&c.OpenSearchCA, "opensearch-ca", "", "PEM bundle of the CAs that sign OpenSearch's certificate (default: the system's)")
+	fs.StringVar(&c.OpenSearchCert, "opensearch-cert", "", "client certificate (PEM) for OpenSearch, with --opensearch-key")
+	fs.StringVar(&c.OpenSearchKey, "opensearch-key", "", "client certificate key (PEM) for OpenSearch")
+	fs.BoolVar(&c.OpenSearchInsecure, "opensearch-insecure", false, "do not verify OpenSearch's certificate (tests only: anyone on the path can read and change the logs)")
+	fs.StringVar(&c.AWSRegion, "aws-region", "", "AWS region of an Amazon OpenSearch Service domain; set, requests are signed with SigV4 (credentials from the default AWS chain: env, IRSA, instance role)")
+	fs.BoolVar(&c.AWSAuth, "opensearch-aws-auth", false, "sign requests with AWS SigV4 (implied by --aws-region; the region then comes from $AWS_REGION)")
+	fs.StringVar(&c.AWSService, "opensearch-aws-service", "es", "SigV4 service name: es (OpenSearch Service) or aoss (Serverless)")
+	fs.IntVar(&c.MaxDeliveries, "max-deliveries", 50, "a document OpenSearch refuses with 429/5xx on its Nth delivery goes to the dead-letter index (0: retry forever)")
+	fs.DurationVar(&c.NATSPollInterval, "nats-poll-interval", 5*time.Second, "how often stream size and consumer lag are read for the metrics")
 	fs.StringVar(&c.Index, "index", "eks-pod-logs", "index documents are written to")
 	fs.StringVar(&c.DeadLetterIndex, "dead-letter-index", "", "index for documents OpenSearch rejects for good (default <index>-dlq)")
 	fs.IntVar(&c.BulkWorkers, "bulk-workers", 2, "concurrent bulk requests per replica; 0 makes an ingest-only replica that leaves writing to others")
@@ -118,6 +146,19 @@ func parseConfig(args []string) (config, error) {
 	if c.DeadLetterIndex == "" {
 		c.DeadLetterIndex = c.Index + "-dlq"
 	}
+	if c.AWSRegion != "" {
+		c.AWSAuth = true
+	}
+	if c.AWSAuth && c.AWSRegion == "" {
+		c.AWSRegion = os.Getenv("AWS_REGION")
+	}
+	if c.OpenSearchPassFile != "" && c.OpenSearchPassword == "" {
+		b, err := os.ReadFile(c.OpenSearchPassFile)
+		if err != nil {
+			return c, fmt.Errorf("--opensearch-password-file: %w", err)
+		}
+		c.OpenSearchPassword = strings.TrimRight(string(b), "\r\n")
+	}
 	return c, c.validate()
 }
 
@@ -131,6 +172,30 @@ func (c config) validate() error {
 	}
 	if c.Index == "" {
 		errs = append(errs, errors.New("--index is empty"))
+	}
+	if err := c.TLS.Validate(true); err != nil {
+		errs = append(errs, err)
+	}
+	if c.OpenSearchPassword != "" && c.OpenSearchUser == "" {
+		errs = append(errs, errors.New("an OpenSearch password is set but --opensearch-user is empty"))
+	}
+	if (c.OpenSearchCert == "") != (c.OpenSearchKey == "") {
+		errs = append(errs, errors.New("--opensearch-cert and --opensearch-key go together"))
+	}
+	if c.OpenSearchInsecure && c.OpenSearchCA != "" {
+		errs = append(errs, errors.New("--opensearch-insecure and --opensearch-ca contradict each other"))
+	}
+	if c.AWSAuth && c.AWSRegion == "" {
+		errs = append(errs, errors.New("--opensearch-aws-auth needs a region: --aws-region or $AWS_REGION"))
+	}
+	if c.AWSAuth && c.OpenSearchUser != "" {
+		errs = append(errs, errors.New("--aws-region (SigV4) and --opensearch-user (basic auth) exclude each other; Amazon OpenSearch Service with fine-grained access control and an internal user: leave --aws-region empty"))
+	}
+	if c.AWSService != "es" && c.AWSService != "aoss" {
+		errs = append(errs, fmt.Errorf("--opensearch-aws-service %q: want es or aoss", c.AWSService))
+	}
+	if c.MaxDeliveries < 0 {
+		errs = append(errs, fmt.Errorf("--max-deliveries must be 0 or more, got %d", c.MaxDeliveries))
 	}
 	if c.Index == c.DeadLetterIndex {
 		errs = append(errs, errors.New("--dead-letter-index must differ from --index"))
@@ -182,6 +247,7 @@ func (c config) validate() error {
 	}{
 		{"max-connection-age", c.MaxConnectionAge}, {"nats-stream-max-age", c.StreamMaxAge},
 		{"nats-duplicate-window", c.DuplicateWindow}, {"nats-ack-wait", c.AckWait}, {"flush-interval", c.FlushInterval},
+		{"nats-poll-interval", c.NATSPollInterval},
 		{"enrich-tombstone-ttl", c.TombstoneTTL}, {"enrich-sync-timeout", c.CacheSyncTimeout},
 	} {
 		if d.v <= 0 {
@@ -209,4 +275,31 @@ func (c config) dataFields() int {
 		return c.MaxDataFields
 	}
 	return 0
+}
+
+// openSearchClient is how the sink reaches OpenSearch.
+func (c config) openSearchClient() sink.ClientConfig {
+	cc := sink.ClientConfig{
+		URL: c.OpenSearchURL, User: c.OpenSearchUser, Password: c.OpenSearchPassword,
+		CAFile: c.OpenSearchCA, CertFile: c.OpenSearchCert, KeyFile: c.OpenSearchKey, Insecure: c.OpenSearchInsecure,
+		AWSService: c.AWSService,
+	}
+	if c.AWSAuth {
+		cc.AWSRegion = c.AWSRegion
+	}
+	return cc
+}
+
+// openSearchAuth names the authentication in use, for the start-up log
+// (never the password).
+func (c config) openSearchAuth() string {
+	switch {
+	case c.AWSAuth:
+		return "aws-sigv4 (" + c.AWSRegion + ")"
+	case c.OpenSearchUser != "":
+		return "basic (" + c.OpenSearchUser + ")"
+	case c.OpenSearchCert != "":
+		return "client certificate"
+	}
+	return "none"
 }

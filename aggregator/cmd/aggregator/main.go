@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -17,10 +18,11 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/opensearch-project/opensearch-go/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
@@ -29,6 +31,7 @@ import (
 	"github.com/podlogs/podlogs/aggregator/internal/sink"
 	"github.com/podlogs/podlogs/internal/adminhttp"
 	"github.com/podlogs/podlogs/internal/logging"
+	"github.com/podlogs/podlogs/internal/tlsfiles"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 
@@ -111,19 +114,30 @@ func run(args []string) error {
 	}
 	cancelSetup()
 
-	osClient, err := opensearch.NewClient(opensearch.Config{
-		Addresses:    []string{cfg.OpenSearchURL},
-		Username:     cfg.OpenSearchUser,
-		Password:     cfg.OpenSearchPassword,
-		DisableRetry: true, // the sink retries through JetStream redelivery
-	})
+	osClient, err := sink.NewClient(ctx, cfg.openSearchClient())
 	if err != nil {
-		return fmt.Errorf("OpenSearch client: %w", err)
+		return err
+	}
+	// Wrong credentials or an untrusted certificate will not heal: stop now
+	// with the reason. An unreachable OpenSearch may come back: documents
+	// wait in the buffer.
+	probeCtx, cancelProbe := context.WithTimeout(ctx, 15*time.Second)
+	osVersion, err := sink.Probe(probeCtx, osClient)
+	cancelProbe()
+	switch {
+	case errors.Is(err, sink.ErrAccessDenied) || errors.Is(err, sink.ErrTLS):
+		return fmt.Errorf("OpenSearch %s: %w", cfg.OpenSearchURL, err)
+	case err != nil:
+		log.Warn("OpenSearch does not answer yet; documents wait in the buffer until it does", "url", cfg.OpenSearchURL, "err", err)
+	default:
+		log.Info("OpenSearch answered", "url", cfg.OpenSearchURL, "version", osVersion, "auth", cfg.openSearchAuth())
 	}
 	snk := sink.New(sink.Config{
 		Index: cfg.Index, Keys: templateKeys(cfg.EnrichKeyStyle), DeadLetter: cfg.DeadLetterIndex, Workers: cfg.BulkWorkers, BulkDocs: cfg.BulkDocs,
 		BulkBytes: cfg.BulkBytes, FlushInterval: cfg.FlushInterval, BackoffMin: 250 * time.Millisecond, BackoffMax: 30 * time.Second,
+		MaxDeliveries: cfg.MaxDeliveries,
 	}, osClient, cons, reg, log)
+	monitor := buffer.NewMonitor(js, cfg.StreamName, cfg.ConsumerName, cfg.NATSPollInterval, reg, log)
 
 	// The shared metadata cache: one pod watch per replica, whatever the
 	// number of streams.
@@ -151,13 +165,21 @@ func run(args []string) error {
 
 	srv := ingest.New(ingest.Config{
 		AggregatorID: cfg.ID, MaxMessageBytes: cfg.MaxMessageBytes, ReadAheadBatches: 4, SubjectPrefix: cfg.SubjectPrefix,
-		DataFields: cfg.dataFields(),
+		DataFields: cfg.dataFields(), MaxStreamAge: cfg.MaxConnectionAge,
 	}, buffer.NewPublisher(js, reg, log), enricher, reg, log)
-	grpcServer := grpc.NewServer(append(srv.ServerOptions(),
-		// Ageing connections makes forwarders reconnect now and then, which
-		// spreads them over replicas added since they connected.
+	tlsOpt, err := serverTLS(cfg.TLS, reg, log)
+	if err != nil {
+		return err
+	}
+	grpcServer := grpc.NewServer(append(srv.ServerOptions(), tlsOpt,
+		// Streams end at --max-connection-age (ingest.Config.MaxStreamAge),
+		// gracefully, and the forwarder's balancer picks a replica for the
+		// next one. The connection is aged too: its end makes the client
+		// resolve the Service again, which is how it learns of new
+		// replicas. Its grace outlasts a stream opened just before the
+		// GOAWAY (up to 1.1 × the age), so gRPC never has to cut one.
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.ShutdownGrace,
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: 2*cfg.MaxConnectionAge + cfg.ShutdownGrace,
 			Time: 30 * time.Second, Timeout: 10 * time.Second,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -176,7 +198,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("aggregator starting", "version", version, "id", cfg.ID, "listen", ln.Addr().String(), "admin", admin.Addr(),
+	log.Info("aggregator starting", "version", version, "id", cfg.ID, "listen", ln.Addr().String(), "tls", tlsMode(cfg.TLS), "admin", admin.Addr(),
 		"opensearch", cfg.OpenSearchURL, "index", cfg.Index, "nats", natsURLOrEmbedded(natsURL))
 
 	// Stop order: inputs first (gRPC), then the writer, then NATS.
@@ -185,12 +207,13 @@ func run(args []string) error {
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	goRun := func(f func() error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); errc <- f() }()
 	}
 	goRun(func() error { return admin.Run(adminCtx) })
+	goRun(func() error { return monitor.Run(adminCtx) })
 	if cfg.BulkWorkers > 0 {
 		goRun(func() error { return snk.Run(sinkCtx) })
 	} else {
@@ -240,6 +263,41 @@ func run(args []string) error {
 	}
 	log.Info("aggregator stopped")
 	return runErr
+}
+
+// serverTLS returns the transport credentials for the forwarders' port:
+// plaintext without --tls-cert, TLS with it, mutual TLS with --tls-ca.
+// Refused handshakes are logged with the peer and what to fix, and counted.
+func serverTLS(c tlsfiles.Config, reg prometheus.Registerer, log *slog.Logger) (grpc.ServerOption, error) {
+	if !c.Enabled() {
+		return grpc.Creds(insecure.NewCredentials()), nil
+	}
+	files, err := tlsfiles.Load(c, log)
+	if err != nil {
+		return nil, err
+	}
+	refused := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "podlogs_aggregator_tls_handshake_failures_total",
+		Help: "Connections refused because their TLS handshake failed (no, expired or foreign client certificate; plaintext client).",
+	})
+	reg.MustRegister(refused)
+	var creds credentials.TransportCredentials = tlsfiles.ServerCredentials(files, func(peer net.Addr, err error) {
+		refused.Inc()
+		// One line per attempt: a refused forwarder retries with backoff
+		// (at most every 10 s), which bounds this.
+		log.Warn("refused a connection: TLS handshake failed", "peer", peer.String(), "err", err, "fix", tlsfiles.ServerHint(err))
+	})
+	return grpc.Creds(creds), nil
+}
+
+func tlsMode(c tlsfiles.Config) string {
+	switch {
+	case c.CAFile != "":
+		return "mutual"
+	case c.Enabled():
+		return "server-only"
+	}
+	return "off"
 }
 
 func natsURLOrEmbedded(u string) string {

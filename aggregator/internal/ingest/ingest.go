@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -44,6 +45,13 @@ type Config struct {
 	// DataFields is document.Meta.DataFields for lines whose pod has no
 	// metadata (no API server, or a miss): 0 leaves JSON lines as text.
 	DataFields int
+	// MaxStreamAge ends a stream, gracefully, after about this long (±10%,
+	// so that streams of forwarders started together do not move together):
+	// the forwarder reconnects and its balancer may pick another replica.
+	// gRPC's MaxConnectionAge alone cannot do this for a stream that never
+	// ends: it stops new streams on the connection and, after its grace,
+	// cuts the old ones mid-batch. 0 keeps streams open.
+	MaxStreamAge time.Duration
 }
 
 // Enricher finds a container's metadata (metacache.Cache); it may wait
@@ -105,6 +113,7 @@ func (s *Server) Wait() { s.receivers.Wait() }
 
 var (
 	errDraining = status.Error(codes.Unavailable, "aggregator is shutting down; resend unacknowledged batches to another replica")
+	errAged     = status.Error(codes.Unavailable, "stream reached its maximum age; reconnect, to any replica, and resend unacknowledged batches")
 )
 
 func invalid(format string, args ...any) error {
@@ -171,12 +180,23 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 		}
 	}()
 
+	var aged <-chan time.Time
+	if a := s.cfg.MaxStreamAge; a > 0 {
+		t := time.NewTimer(a - a/10 + rand.N(a/5+1))
+		defer t.Stop()
+		aged = t.C
+	}
 	conv := converter{node: hello.GetNodeName(), subjectPrefix: s.cfg.SubjectPrefix, enrich: s.enrich, dataFields: s.cfg.DataFields}
 	next := uint64(1)
 	for {
 		select {
 		case <-s.draining:
 			return errDraining
+		case <-aged:
+			// Like a drain: the batch being published was acknowledged in
+			// the previous turn; batches read ahead are resent elsewhere.
+			s.metrics.aged.Inc()
+			return errAged
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case b, ok := <-batches:
@@ -340,7 +360,7 @@ func criFormat(f podlogsv1.Format) cri.Format {
 type metrics struct {
 	streams                                         prometheus.Gauge
 	batches, records, malformed, truncated, invalid prometheus.Counter
-	excluded                                        prometheus.Counter
+	excluded, aged                                  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -357,6 +377,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		truncated: c("records_truncated_total", "Records cut by the forwarder at its maximum record size."),
 		invalid:   c("streams_invalid_total", "Streams ended because a forwarder sent an invalid message."),
 		excluded:  c("records_excluded_total", "Records dropped on purpose: their pod is annotated podlogs.io/exclude: \"true\"."),
+		aged:      c("streams_aged_total", "Streams ended at their maximum age so that forwarders rebalance over replicas."),
 	}
 	reg.MustRegister(m.streams)
 	return m

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -40,6 +41,11 @@ func setup(t *testing.T, maxMessageBytes int) *env {
 
 func setupWith(t *testing.T, maxMessageBytes int, enricher Enricher, dataFields int) *env {
 	t.Helper()
+	return setupConfig(t, Config{AggregatorID: "agg-0", MaxMessageBytes: maxMessageBytes, ReadAheadBatches: 2, SubjectPrefix: "t.docs", DataFields: dataFields}, enricher)
+}
+
+func setupConfig(t *testing.T, cfg Config, enricher Enricher) *env {
+	t.Helper()
 	ns := natstest.Start(t)
 	_, js := natstest.Connect(t, ns, jetstream.WithPublishAsyncMaxPending(256))
 	ctx := context.Background()
@@ -49,10 +55,14 @@ func setupWith(t *testing.T, maxMessageBytes int, enricher Enricher, dataFields 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The stream keeps what a consumer has yet to ack (interest retention),
+	// as the writers' durable consumer does in the aggregator.
+	if _, err := js.CreateOrUpdateConsumer(ctx, "T", jetstream.ConsumerConfig{Durable: "writers", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
-	srv := New(Config{AggregatorID: "agg-0", MaxMessageBytes: maxMessageBytes, ReadAheadBatches: 2, SubjectPrefix: "t.docs", DataFields: dataFields},
-		buffer.NewPublisher(js, reg, log), enricher, reg, log)
+	srv := New(cfg, buffer.NewPublisher(js, reg, log), enricher, reg, log)
 	gs := grpc.NewServer(srv.ServerOptions()...)
 	podlogsv1.RegisterIngestServiceServer(gs, srv)
 	ln := bufconn.Listen(1 << 20)
@@ -219,5 +229,29 @@ func TestDrainEndsStreamsWithUnavailable(t *testing.T) {
 	_, err := s.Recv()
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("after Drain: %v, want Unavailable", err)
+	}
+}
+
+func TestStreamEndsAtMaxAge(t *testing.T) {
+	const age = 300 * time.Millisecond
+	e := setupConfig(t, Config{AggregatorID: "agg-0", MaxMessageBytes: 4 << 20, ReadAheadBatches: 2, SubjectPrefix: "t.docs", MaxStreamAge: age}, nil)
+	s := open(t, e)
+	begin := time.Now()
+	s.Send(hello())
+	s.Recv()
+	s.Send(batch(1, "2023-11-07T02:05:10.616482913Z stdout F hi"))
+	if resp, err := s.Recv(); err != nil || resp.GetAck() == nil {
+		t.Fatalf("ack = %v, %v", resp, err)
+	}
+	_, err := s.Recv()
+	took := time.Since(begin)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "maximum age") {
+		t.Fatalf("aged stream ended with %v, want Unavailable naming the age", err)
+	}
+	if took < age*9/10 || took > age*3 {
+		t.Errorf("stream ended after %s, want about %s", took, age)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.aged); got != 1 {
+		t.Errorf("streams_aged_total = %v, want 1", got)
 	}
 }

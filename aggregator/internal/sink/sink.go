@@ -8,7 +8,17 @@
 //   - 429, 5xx → nak with a growing delay: JetStream redelivers it later;
 //   - any other rejection (a mapping conflict, a parse error) → the document
 //     goes to the dead-letter index with the reason, then ack: one bad
-//     document never blocks the others.
+//     document never blocks the others;
+//   - 429 or 5xx on the MaxDeliveries-th delivery or later → dead-letter index
+//     too (reason "delivered N times", with the last error): a document is
+//     never retried forever, and never dropped silently.
+//
+// The consumer itself has no MaxDeliver: JetStream would stop delivering a
+// message past it and keep it out of reach (only an advisory tells), so the
+// sink counts deliveries (the message's NumDelivered) and dead-letters the
+// document itself. Deliveries that end in a whole-request failure (OpenSearch
+// down) count too, but only an item-level failure dead-letters: an outage of
+// any length leaves the dead-letter index empty.
 //
 // A request that fails as a whole (connection refused, timeout, 5xx) acks
 // nothing: the worker backs off and the messages are redelivered. Messages
@@ -21,10 +31,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +56,10 @@ type Config struct {
 	FlushInterval time.Duration // longest wait to fill a batch
 	BackoffMin    time.Duration
 	BackoffMax    time.Duration
+	// MaxDeliveries: a document that OpenSearch still refuses with 429 or
+	// 5xx on its MaxDeliveries-th delivery goes to the dead-letter index.
+	// 0 retries forever.
+	MaxDeliveries int
 }
 
 // ConsumerConfig returns the durable consumer the sink needs. maxAckPending
@@ -229,46 +245,71 @@ func (s *Sink) write(ctx context.Context, body []byte, msgs []jetstream.Msg) boo
 		return false
 	}
 	s.metrics.bulkRequests.WithLabelValues("ok").Inc()
-	var rejected []int
+	var rejected []rejection
 	for i, it := range resp.Items {
 		m := msgs[i]
 		switch st := it.Create.Status; {
 		case st == http.StatusOK || st == http.StatusCreated:
 			s.metrics.docs.WithLabelValues("created").Inc()
+			s.metrics.namespace(m.Subject(), "created")
 			s.ack(m)
 		case st == http.StatusConflict:
 			s.metrics.docs.WithLabelValues("duplicate").Inc()
+			s.metrics.namespace(m.Subject(), "duplicate")
 			s.ack(m)
 		case st == http.StatusTooManyRequests || st >= 500:
-			s.metrics.docs.WithLabelValues("retried").Inc()
 			s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
+			if n := deliveries(m); s.cfg.MaxDeliveries > 0 && n >= uint64(s.cfg.MaxDeliveries) {
+				rejected = append(rejected, rejection{msg: m, item: it.Create,
+					reason: fmt.Sprintf("delivered %d times (--max-deliveries); last error: %s", n, reasonOf(it.Create))})
+				continue
+			}
+			s.metrics.docs.WithLabelValues("retried").Inc()
 			s.nak(m)
 		default:
 			s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
-			rejected = append(rejected, i)
+			rejected = append(rejected, rejection{msg: m, item: it.Create, reason: reasonOf(it.Create)})
 		}
 	}
 	if len(rejected) > 0 {
-		s.deadLetter(ctx, msgs, resp, rejected)
+		s.deadLetter(ctx, rejected)
 	}
 	return true
 }
 
+// rejection is a document bound for the dead-letter index.
+type rejection struct {
+	msg    jetstream.Msg
+	item   bulkItem
+	reason string
+}
+
+func reasonOf(it bulkItem) string {
+	if it.Error != nil {
+		return it.Error.Reason
+	}
+	return ""
+}
+
+func deliveries(m jetstream.Msg) uint64 {
+	md, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.NumDelivered
+}
+
 // deadLetter stores rejected documents in the dead-letter index with the
 // reason, then acks them. If that write fails they are nak'ed and tried again.
-func (s *Sink) deadLetter(ctx context.Context, msgs []jetstream.Msg, resp bulkResponse, rejected []int) {
+func (s *Sink) deadLetter(ctx context.Context, rejected []rejection) {
 	var body bytes.Buffer
 	now := time.Now().UTC().Format(time.RFC3339Nano)
-	for _, i := range rejected {
-		it := resp.Items[i].Create
-		id := msgs[i].Headers().Get(jetstream.MsgIDHeader)
-		reason := ""
-		if it.Error != nil {
-			reason = it.Error.Reason
-		}
+	for _, r := range rejected {
+		id := r.msg.Headers().Get(jetstream.MsgIDHeader)
 		doc, _ := json.Marshal(map[string]any{
-			"@timestamp": now, "index": s.cfg.Index, "error_type": errType(it), "reason": reason,
-			"status": it.Status, "document": string(msgs[i].Data()), "document_id": id,
+			"@timestamp": now, "index": s.cfg.Index, "error_type": errType(r.item), "reason": r.reason,
+			"status": r.item.Status, "document": string(r.msg.Data()), "document_id": id,
+			"deliveries": deliveries(r.msg), "subject": r.msg.Subject(),
 		})
 		body.WriteString(`{"index":{"_index":`)
 		writeJSONString(&body, s.cfg.DeadLetter)
@@ -278,7 +319,7 @@ func (s *Sink) deadLetter(ctx context.Context, msgs []jetstream.Msg, resp bulkRe
 		body.Write(doc)
 		body.WriteByte('\n')
 		s.log.Warn("OpenSearch rejected a document; it goes to the dead-letter index",
-			"dead_letter_index", s.cfg.DeadLetter, "id", id, "error_type", errType(it), "reason", reason)
+			"dead_letter_index", s.cfg.DeadLetter, "id", id, "error_type", errType(r.item), "reason", r.reason)
 	}
 	out, err := do(ctx, s.client, http.MethodPost, "/_bulk", body.Bytes())
 	var resp2 bulkResponse
@@ -288,13 +329,14 @@ func (s *Sink) deadLetter(ctx context.Context, msgs []jetstream.Msg, resp bulkRe
 	if err == nil && resp2.Errors {
 		err = errors.New("the dead-letter index refused some documents")
 	}
-	for _, i := range rejected {
+	for _, r := range rejected {
 		if err != nil {
-			s.nak(msgs[i])
+			s.nak(r.msg)
 			continue
 		}
 		s.metrics.docs.WithLabelValues("dead_lettered").Inc()
-		s.ack(msgs[i])
+		s.metrics.namespace(r.msg.Subject(), "dead_lettered")
+		s.ack(r.msg)
 	}
 	if err != nil {
 		s.log.Error("writing to the dead-letter index failed; the documents are retried", "err", err)
@@ -363,6 +405,32 @@ func sleep(ctx context.Context, d time.Duration) bool {
 type metrics struct {
 	bulkRequests, docs, errors *prometheus.CounterVec
 	bulkSeconds                prometheus.Histogram
+	nsDocs                     *prometheus.CounterVec
+
+	nsMu   sync.Mutex // guards nsSeen
+	nsSeen map[string]bool
+}
+
+// maxNamespaces bounds the namespace label of
+// podlogs_aggregator_namespace_documents_total; later namespaces are counted
+// under "_other". Namespaces are few and long-lived in a cluster; pods are
+// many and short-lived, so they are never a label.
+const maxNamespaces = 500
+
+// namespace counts one document of the namespace its subject names
+// (<prefix>.<namespace>: a namespace name has no dots).
+func (m *metrics) namespace(subject, outcome string) {
+	ns := subject[strings.LastIndexByte(subject, '.')+1:]
+	m.nsMu.Lock()
+	if !m.nsSeen[ns] {
+		if len(m.nsSeen) >= maxNamespaces {
+			ns = "_other"
+		} else {
+			m.nsSeen[ns] = true
+		}
+	}
+	m.nsMu.Unlock()
+	m.nsDocs.WithLabelValues(ns, outcome).Inc()
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -381,6 +449,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 		}),
 	}
-	reg.MustRegister(m.bulkRequests, m.docs, m.errors, m.bulkSeconds)
+	m.nsDocs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podlogs_aggregator_namespace_documents_total",
+		Help: "Documents written by this replica per namespace and outcome (created, duplicate, dead_lettered); at most 500 namespaces, then _other.",
+	}, []string{"namespace", "outcome"})
+	m.nsSeen = map[string]bool{}
+	for _, o := range []string{"created", "duplicate", "retried", "dead_lettered"} {
+		m.docs.WithLabelValues(o)
+	}
+	reg.MustRegister(m.bulkRequests, m.docs, m.errors, m.bulkSeconds, m.nsDocs)
 	return m
 }

@@ -40,7 +40,7 @@ type rig struct {
 
 // start runs a sink from a fresh stream into a fresh index, through osURL
 // (the real node, or a proxy in front of it).
-func start(t *testing.T, osURL string, dupWindow time.Duration) *rig {
+func start(t *testing.T, osURL string, dupWindow time.Duration, opts ...func(*Config)) *rig {
 	t.Helper()
 	index := ostest.Index(t)
 	ns := natstest.Start(t)
@@ -60,10 +60,14 @@ func start(t *testing.T, osURL string, dupWindow time.Duration) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{
+	cfg := Config{
 		Index: index, DeadLetter: index + "-dlq", Workers: 2, BulkDocs: 50, BulkBytes: 1 << 20,
 		FlushInterval: 50 * time.Millisecond, BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-	}, client, cons, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := New(cfg, client, cons, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	runCtx, cancel := context.WithCancel(ctx)
 	r := &rig{js: js, stream: st, sink: s, index: index, osURL: osURL, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(r.done); s.Run(runCtx) }()
@@ -147,6 +151,10 @@ func TestWritesEachDocumentOnceAndAcksDuplicates(t *testing.T) {
 	if d := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("duplicate")); d != 30 {
 		t.Fatalf("duplicate = %v", d)
 	}
+	if c, d := testutil.ToFloat64(r.sink.metrics.nsDocs.WithLabelValues("ui", "created")),
+		testutil.ToFloat64(r.sink.metrics.nsDocs.WithLabelValues("ui", "duplicate")); c != 120 || d != 30 {
+		t.Fatalf("namespace ui: created %v, duplicate %v", c, d)
+	}
 }
 
 func TestMappingConflictGoesToDeadLetterIndex(t *testing.T) {
@@ -221,5 +229,106 @@ func TestOutageAcksNothingThenDeliversEverything(t *testing.T) {
 	r.settled(t, 100)
 	if n := count(t, osURL, r.index); n != 100 {
 		t.Fatalf("index holds %d documents after the outage, want 100", n)
+	}
+}
+
+// poisonProxy forwards to the real node, except that in bulk requests the
+// create of id "poison" is answered 429 every time, as a shard that keeps
+// rejecting one document would.
+func poisonProxy(t *testing.T, osURL string) (string, *atomic.Int64) {
+	t.Helper()
+	target, _ := url.Parse(osURL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var refusals atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/_bulk" {
+			proxy.ServeHTTP(w, req)
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		lines := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
+		var keep []string
+		poisonAt := -1
+		for i := 0; i+1 < len(lines); i += 2 {
+			if strings.Contains(lines[i], `"create"`) && strings.Contains(lines[i], `"_id":"poison"`) {
+				poisonAt = i / 2
+				continue
+			}
+			keep = append(keep, lines[i], lines[i+1])
+		}
+		if poisonAt < 0 {
+			req.Body = io.NopCloser(strings.NewReader(string(body)))
+			req.ContentLength = int64(len(body))
+			proxy.ServeHTTP(w, req)
+			return
+		}
+		refusals.Add(1)
+		var items []json.RawMessage
+		if len(keep) > 0 {
+			resp, err := http.Post(osURL+"/_bulk", "application/json", strings.NewReader(strings.Join(keep, "\n")+"\n"))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			var r struct {
+				Items []json.RawMessage `json:"items"`
+			}
+			json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			items = r.Items
+		}
+		rejected := json.RawMessage(`{"create":{"_id":"poison","status":429,"error":{"type":"es_rejected_execution_exception","reason":"rejected execution of coordinating operation"}}}`)
+		items = append(items[:poisonAt], append([]json.RawMessage{rejected}, items[poisonAt:]...)...)
+		json.NewEncoder(w).Encode(map[string]any{"errors": true, "items": items})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &refusals
+}
+
+// A document refused with 429 on every delivery goes to the dead-letter
+// index on its MaxDeliveries-th delivery, with the reason; the others of its
+// bulk requests are indexed, and nothing is left unacked.
+func TestTooManyDeliveriesGoToDeadLetterIndex(t *testing.T) {
+	osURL := ostest.URL(t)
+	proxyURL, refusals := poisonProxy(t, osURL)
+	r := start(t, proxyURL, time.Minute, func(c *Config) { c.MaxDeliveries = 4 })
+	for i := range 30 {
+		if i == 11 {
+			r.publish(t, "poison", doc(i, i))
+			continue
+		}
+		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+	}
+	r.settled(t, 30)
+	if n := refusals.Load(); n != 4 {
+		t.Fatalf("the poison document was refused %d times, want 4 (MaxDeliveries)", n)
+	}
+	if n := count(t, osURL, r.index); n != 29 {
+		t.Fatalf("index holds %d documents, want the 29 others", n)
+	}
+	if n := count(t, osURL, r.index+"-dlq"); n != 1 {
+		t.Fatalf("dead-letter index holds %d documents, want 1", n)
+	}
+	resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/poison")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Source struct {
+			ErrorType  string `json:"error_type"`
+			Reason     string `json:"reason"`
+			Status     int    `json:"status"`
+			Deliveries int    `json:"deliveries"`
+			Document   string `json:"document"`
+		} `json:"_source"`
+	}
+	json.NewDecoder(resp.Body).Decode(&got)
+	if got.Source.Status != 429 || got.Source.Deliveries != 4 || !strings.Contains(got.Source.Reason, "delivered 4 times") ||
+		!strings.Contains(got.Source.Reason, "rejected execution") || !strings.Contains(got.Source.Document, "line 11") {
+		t.Fatalf("dead letter %+v", got.Source)
+	}
+	if d := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("dead_lettered")); d != 1 {
+		t.Fatalf("dead_lettered = %v", d)
 	}
 }

@@ -110,6 +110,8 @@ func DeadLetterTemplate(index string) map[string]any {
 					"status":      map[string]any{"type": "integer"},
 					"document":    map[string]any{"type": "text", "index": false},
 					"document_id": map[string]any{"type": "keyword"},
+					"deliveries":  map[string]any{"type": "integer"},
+					"subject":     map[string]any{"type": "keyword"},
 				},
 			},
 		},

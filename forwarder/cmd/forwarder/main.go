@@ -86,8 +86,9 @@ func run(args []string) error {
 	conn, err := grpc.NewClient(cfg.Aggregator,
 		grpc.WithTransportCredentials(creds),
 		// Round robin over every address the name resolves to (a headless
-		// Service), so forwarders spread over aggregator replicas.
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		// Service), so forwarders spread over aggregator replicas; rotating,
+		// so that each forwarder's successive streams visit every replica.
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"`+sender.BalancerName+`":{}}]}`),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
 	)
 	if err != nil {
