@@ -34,6 +34,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/podlogs/podlogs/internal/repo"
 )
 
 var (
@@ -169,18 +171,9 @@ func assetsDir() (string, error) {
 }
 
 func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
+	root, err := repo.Root()
+	if errors.Is(err, repo.ErrNotFound) {
+		return "", errors.New("kubetest: no go.mod above the working directory")
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("kubetest: no go.mod above the working directory")
-		}
-		dir = parent
-	}
+	return root, err
 }

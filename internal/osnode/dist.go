@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/podlogs/podlogs/internal/repo"
 )
 
 // EnsureDistribution makes sure the OpenSearch distribution is unpacked under
@@ -64,22 +66,12 @@ func distComplete(home string) bool {
 	return len(jars) > 0
 }
 
-// repoRoot walks up from the working directory to the directory holding go.mod.
 func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
+	root, err := repo.Root()
+	if errors.Is(err, repo.ErrNotFound) {
+		return "", errors.New("no go.mod above the working directory: run from inside the repository or set Config.Home")
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory: run from inside the repository or set Config.Home")
-		}
-		dir = parent
-	}
+	return root, err
 }
 
 // findJava returns the JDK to run OpenSearch on (see Config.JavaHome).
