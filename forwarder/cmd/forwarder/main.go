@@ -117,10 +117,16 @@ func run(args []string) error {
 		NoWatch:        !cfg.Watch,
 		ScanInterval:   cfg.ScanInterval,
 		PollInterval:   cfg.PollInterval,
+		ResyncInterval: cfg.ResyncInterval,
 		ReadBytes:      64 << 10, // per file per turn: fairness between busy and quiet pods
 		BatchBytes:     cfg.BatchBytes,
 		BatchRecords:   cfg.BatchRecords,
 		BatchLinger:    cfg.BatchLinger,
+		// A runtime writes a line at a time: reading a while after a
+		// write event takes the node's lines of that while in one turn and
+		// one batch, so the cost follows lines, not writes. The batch
+		// linger is how long a line may wait to be batched anyway.
+		ReadDelay:      cfg.BatchLinger,
 		MaxRecordBytes: cfg.MaxRecordBytes,
 	}, store, snd, reg, log)
 	admin, err := adminhttp.New(cfg.AdminAddr, reg, func() error {
@@ -131,6 +137,9 @@ func run(args []string) error {
 	}, log)
 	if err != nil {
 		return err
+	}
+	if cfg.Pprof {
+		admin.HandlePprof()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -228,10 +237,12 @@ type config struct {
 	BatchLinger        time.Duration
 	ScanInterval       time.Duration
 	PollInterval       time.Duration
+	ResyncInterval     time.Duration
 	CheckpointInterval time.Duration
 	ShutdownGrace      time.Duration
 	LogLevel           string
 	LogFormat          string
+	Pprof              bool
 	ShowVersion        bool
 }
 
@@ -264,13 +275,15 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 8<<20, "largest gRPC message sent; must not exceed the aggregator's --max-message-bytes")
 	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "send a batch when it holds this many record bytes")
 	fs.IntVar(&c.BatchRecords, "batch-records", 2000, "send a batch when it holds this many records")
-	fs.DurationVar(&c.BatchLinger, "batch-linger", 200*time.Millisecond, "send a batch at the latest this long after its first record")
-	fs.DurationVar(&c.ScanInterval, "scan-interval", time.Second, "how often to look for new, rotated and deleted log files")
-	fs.DurationVar(&c.PollInterval, "poll-interval", time.Second, "how often to read every file whether or not a notification said it was written")
+	fs.DurationVar(&c.BatchLinger, "batch-linger", 200*time.Millisecond, "send a batch at the latest this long after its first record; with notifications, a written file is read this long after the write, together with the others written meanwhile")
+	fs.DurationVar(&c.ScanInterval, "scan-interval", time.Second, "without filesystem notifications: how often to look for new, rotated and deleted log files")
+	fs.DurationVar(&c.PollInterval, "poll-interval", time.Second, "without filesystem notifications: how often to read every file")
+	fs.DurationVar(&c.ResyncInterval, "resync-interval", 10*time.Second, "with filesystem notifications (which report new files and writes at once): how often to rescan the tree and read every file all the same, in case one was missed")
 	fs.DurationVar(&c.CheckpointInterval, "checkpoint-interval", time.Second, "how often to write acknowledged offsets to disk")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "on SIGTERM, how long to wait for in-flight batches to be acknowledged")
 	fs.StringVar(&c.LogLevel, "log.level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log.format", "json", "text or json")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's profiles under /debug/pprof/ on --admin-addr (for benchmarks and debugging)")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
 	envflag.Usage(fs)
 	if err := envflag.Parse(fs, args, nil); err != nil {
@@ -319,7 +332,7 @@ func (c config) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"batch-linger", c.BatchLinger}, {"scan-interval", c.ScanInterval}, {"poll-interval", c.PollInterval}, {"checkpoint-interval", c.CheckpointInterval}} {
+	}{{"batch-linger", c.BatchLinger}, {"scan-interval", c.ScanInterval}, {"poll-interval", c.PollInterval}, {"resync-interval", c.ResyncInterval}, {"checkpoint-interval", c.CheckpointInterval}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", d.name, d.v))
 		}

@@ -76,13 +76,6 @@ func (bb *builder) add(t *tail.File, rec cri.Record) {
 	bb.mem += recordOverhead
 }
 
-func (bb *builder) len() int {
-	if bb.b == nil {
-		return 0
-	}
-	return len(bb.b.Records)
-}
-
 func (bb *builder) full(cfg Config) bool {
 	return bb.b != nil && (bb.bytes >= cfg.BatchBytes || len(bb.b.Records) >= cfg.BatchRecords)
 }

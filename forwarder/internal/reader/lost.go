@@ -54,8 +54,7 @@ func (r *Reader) recoverCompressed(gone []checkpoint.Entry) {
 				"file", e.Path, "compressed_as", rel, "from", e.Offset)
 			r.metrics.recovered.Inc()
 			// Not "seen" by scans (they skip .gz): closed once read to its end.
-			r.files[id] = &openFile{t: t, dirty: true}
-			r.order = append(r.order, id)
+			r.add(id, &openFile{t: t})
 		}
 	}
 }

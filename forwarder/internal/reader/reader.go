@@ -4,9 +4,12 @@
 // blocks it while the window of unacknowledged bytes is full.
 //
 // Filesystem notifications say which files were written, so a line reaches
-// the sender at once and idle files cost nothing; a periodic rescan and a
-// periodic read of every file are the safety net for filesystems that send
-// no events.
+// the sender within Config.ReadDelay and idle files cost nothing; a periodic
+// rescan and a periodic read of every file are the safety net for
+// filesystems that send no events. A runtime writes a line at a time, so a
+// busy node sends thousands of events a second: the reader waits ReadDelay
+// after the first one and then reads every file written meanwhile in one
+// turn, so its cost follows the lines and bytes written, not the writes.
 package reader
 
 import (
@@ -17,7 +20,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
@@ -29,14 +31,24 @@ import (
 
 // Config tunes the loop.
 type Config struct {
-	PodsRoot       string
-	Filter         *finder.Filter
-	ScanInterval   time.Duration // how often to look for new and gone files
-	PollInterval   time.Duration // how often to read every file, events or not
+	PodsRoot     string
+	Filter       *finder.Filter
+	ScanInterval time.Duration // how often to look for new and gone files
+	PollInterval time.Duration // how often to read every file, events or not
+	// ResyncInterval, when notifications work, replaces both: they report
+	// creations, renames and writes, so the full rescan and the read of
+	// every file are a safety net only, and at thousands of files each
+	// costs a stat or a read per file. 0 keeps ScanInterval and
+	// PollInterval.
+	ResyncInterval time.Duration
 	ReadBytes      int           // at most this much from one file per turn
 	BatchBytes     int           // flush a batch at this many record bytes
 	BatchRecords   int           // ... or this many records
 	BatchLinger    time.Duration // ... or when its oldest record waited this long
+	// ReadDelay is how long a write notification waits before the files
+	// written are read: the writes of that while are read, batched and sent
+	// together. 0 reads at once. A backlog is read without delay.
+	ReadDelay      time.Duration
 	MaxRecordBytes int
 	// SkipExisting starts files found by the first scan, that have no
 	// checkpoint, at their end: a node's first start that should not ship
@@ -63,9 +75,16 @@ type Reader struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	files   map[fileID]*openFile
-	byPath  map[string]fileID
-	order   []fileID // round-robin order of reads
+	files  map[fileID]*openFile
+	byPath map[string]fileID
+	// byAbs finds a file by the name write events carry (root joined with
+	// its path), without computing a relative path per event.
+	byAbs map[string]*openFile
+	order []fileID // every open file, in the order they were opened
+	// dirty holds the files to read next turn, each once (openFile.queued),
+	// in the order they became dirty: a turn costs what was written, not
+	// the number of files.
+	dirty   []*openFile
 	readBuf []byte
 	batch   builder
 	// held is a batch the window had no room for; nothing more is read
@@ -73,6 +92,7 @@ type Reader struct {
 	held     *podlogsv1.Batch
 	heldSize int
 	scans    int
+	rescan   bool     // the last scan added watches: scan again soon
 	watch    *watcher // nil when notifications are off or unavailable
 }
 
@@ -84,9 +104,11 @@ type fileID struct {
 }
 
 type openFile struct {
-	t     *tail.File
-	seen  bool // found by the last scan
-	dirty bool // written since last read to its end
+	t      *tail.File
+	id     fileID
+	seen   bool // found by the last scan
+	queued bool // in Reader.dirty: written since last read to its end
+	closed bool
 }
 
 // New returns a reader; it opens nothing until Run.
@@ -99,6 +121,7 @@ func New(cfg Config, store *checkpoint.Store, out Submitter, reg prometheus.Regi
 		metrics: newMetrics(reg),
 		files:   map[fileID]*openFile{},
 		byPath:  map[string]fileID{},
+		byAbs:   map[string]*openFile{},
 		readBuf: make([]byte, cfg.ReadBytes),
 	}
 }
@@ -117,25 +140,53 @@ func (r *Reader) Run(ctx context.Context) error {
 			defer w.close()
 		}
 	}
-	var events <-chan fsnotify.Event
+	var events <-chan []byte
 	var watchErrs <-chan error
 	if r.watch != nil {
-		events, watchErrs = r.watch.w.Events, r.watch.w.Errors
+		events, watchErrs = r.watch.chunks, r.watch.errs
 	}
-	scan := time.NewTicker(r.cfg.ScanInterval)
+	scanEvery, pollEvery := r.cfg.ScanInterval, r.cfg.PollInterval
+	if r.watch != nil && r.cfg.ResyncInterval > 0 {
+		scanEvery, pollEvery = r.cfg.ResyncInterval, r.cfg.ResyncInterval
+	}
+	scan := time.NewTicker(scanEvery)
 	defer scan.Stop()
-	poll := time.NewTicker(r.cfg.PollInterval)
+	poll := time.NewTicker(pollEvery)
 	defer poll.Stop()
 	// Creations and renames call for a scan soon; a burst of them gets one.
 	scanSoon := time.NewTimer(time.Hour)
 	scanSoon.Stop()
 	defer scanSoon.Stop()
 	scanPending := false
+	// The first write event after a turn starts the read delay.
+	readSoon := time.NewTimer(time.Hour)
+	readSoon.Stop()
+	defer readSoon.Stop()
+	readArmed := false
 
 	r.scanAndLog()
 	readAll := true
+	scanOnEvent := func(name []byte, mask uint32) {
+		if r.handleEvent(name, mask) && !scanPending {
+			scanPending = true
+			scanSoon.Reset(50 * time.Millisecond)
+		}
+	}
+	onEvents := func(chunk []byte) {
+		if err := r.watch.decode(chunk, scanOnEvent); err != nil {
+			// Some writes and creations went unseen.
+			r.metrics.watchOverflows.Inc()
+			r.log.Debug("filesystem notifications lost; reading every file and scanning", "err", err)
+			readAll = true
+			if !scanPending {
+				scanPending = true
+				scanSoon.Reset(50 * time.Millisecond)
+			}
+		}
+	}
 	// wait handles what happened since the last turn; block says whether to
-	// sleep until something does. A busy reader still handles events and
+	// sleep until something does: until the read delay after a write ends,
+	// or at once without a delay. A busy reader still handles events and
 	// scans every turn: a new file after a rotation must be opened before
 	// kubelet compresses and deletes the one we are still reading.
 	wait := func(block bool) bool {
@@ -148,8 +199,18 @@ func (r *Reader) Run(ctx context.Context) error {
 		}
 		for handled := 0; ; handled++ {
 			var idle <-chan time.Time
-			if !block || handled > 0 {
+			if !block || (handled > 0 && (r.cfg.ReadDelay <= 0 || readAll)) {
 				idle = closedTimeChan // don't sleep: drain what is there
+			} else if len(r.dirty) > 0 && !readArmed && r.held == nil {
+				// (While a batch waits for the window, Space ends the wait.)
+				readArmed = true
+				readSoon.Reset(r.cfg.ReadDelay)
+			}
+			// While the read delay runs, events wait in their queue: taken
+			// in one go when it ends, they cost no wake-up each.
+			evs := events
+			if readArmed {
+				evs = nil
 			}
 			select {
 			case <-ctx.Done():
@@ -159,15 +220,14 @@ func (r *Reader) Run(ctx context.Context) error {
 					return true
 				}
 				space = r.out.Space()
-			case ev := <-events:
-				if r.handleEvent(ev) && !scanPending {
-					scanPending = true
-					scanSoon.Reset(50 * time.Millisecond)
-				}
+			case chunk := <-evs:
+				onEvents(chunk)
 			case err := <-watchErrs:
-				// Typically an overflowed event queue: some writes went unseen.
-				r.metrics.watchOverflows.Inc()
-				r.log.Debug("filesystem notification error; reading every file", "err", err)
+				// Notifications ended (never seen): poll as without them.
+				r.log.Warn("filesystem notifications failed; relying on polling", "err", err, "poll_interval", r.cfg.PollInterval)
+				events, watchErrs = nil, nil
+				scan.Reset(r.cfg.ScanInterval)
+				poll.Reset(r.cfg.PollInterval)
 				readAll = true
 			case <-scanSoon.C:
 				scanPending = false
@@ -176,25 +236,46 @@ func (r *Reader) Run(ctx context.Context) error {
 				r.scanAndLog()
 			case <-poll.C:
 				readAll = true
+			case <-readSoon.C:
+				readArmed = false
+				// Take every event queued meanwhile (a select that may
+				// also take idle would take only some); events left
+				// behind would delay the next ones more and more.
+			drain:
+				for range maxEvents {
+					select {
+					case chunk := <-events:
+						onEvents(chunk)
+					default:
+						break drain
+					}
+				}
+				return true
 			case <-idle:
 				return true
 			}
-			if handled > 1000 {
+			if r.rescan && !scanPending {
+				r.rescan = false
+				scanPending = true
+				scanSoon.Reset(50 * time.Millisecond)
+			}
+			if handled > maxEvents {
 				return true // keep reading even under a storm of events
 			}
 		}
 	}
 	for {
-		progress := false
+		more := false
 		if r.held == nil {
-			progress = r.readTurn(readAll)
+			more = r.readTurn(readAll)
 			readAll = false
-			if r.batch.due(r.cfg, time.Now()) || (!progress && r.batch.len() > 0) {
-				// Full, old enough, or idle: hand over what we have.
+			if !more || r.batch.due(r.cfg, time.Now()) {
+				// Everything written is read, or the batch is full or old
+				// enough: hand over what we have.
 				r.flush()
 			}
 		}
-		if !wait(!progress || r.held != nil) {
+		if !wait(!more || r.held != nil) {
 			return nil
 		}
 	}
@@ -209,6 +290,10 @@ func (r *Reader) submitHeld() bool {
 	return false
 }
 
+// maxEvents bounds the chunks of events handled between two turns: reading
+// goes on even under a storm of events.
+const maxEvents = 1000
+
 // closedTimeChan is always ready: a select that includes it never blocks.
 var closedTimeChan = func() <-chan time.Time {
 	c := make(chan time.Time)
@@ -218,22 +303,28 @@ var closedTimeChan = func() <-chan time.Time {
 
 // handleEvent marks a written file dirty; it returns true when the event
 // calls for a scan (something created, renamed or removed).
-func (r *Reader) handleEvent(ev fsnotify.Event) bool {
-	rel, depth := r.watch.rel(ev.Name)
+func (r *Reader) handleEvent(name []byte, mask uint32) bool {
+	if mask&maskWrite != 0 {
+		if f := r.byAbs[string(name)]; f != nil {
+			r.markDirty(f)
+			return false
+		}
+	}
+	rel, depth := r.watch.rel(string(name))
 	if depth == 0 {
 		return false
 	}
-	if ev.Has(fsnotify.Write) && depth == 3 {
+	if mask&maskWrite != 0 && depth == 3 {
 		if id, ok := r.byPath[rel]; ok {
 			if f := r.files[id]; f != nil {
-				f.dirty = true
+				r.markDirty(f)
 			}
 			return false
 		}
 		// A file we do not follow yet (no first line at the last scan).
 		return finder.IsLogName(path.Base(rel))
 	}
-	return ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove)
+	return mask&maskStructure != 0
 }
 
 func (r *Reader) scanAndLog() {
@@ -242,37 +333,78 @@ func (r *Reader) scanAndLog() {
 	}
 }
 
-// readTurn reads once from every dirty file (every file if all is set);
-// progress tells whether any had data. It stops early when a full batch
-// finds the window full.
-func (r *Reader) readTurn(all bool) bool {
-	progress := false
-	for i := 0; i < len(r.order) && r.held == nil; i++ {
-		id := r.order[i]
-		f := r.files[id]
-		if f == nil || !(all || f.dirty || r.watch == nil) {
+// readTurn reads once from every dirty file (every file if all is set, or
+// without notifications). It returns whether a file has more to read now
+// (a read filled the buffer): a backlog, read on without waiting. It stops
+// early when a full batch finds the window full; the files not read yet
+// stay dirty.
+func (r *Reader) readTurn(all bool) (more bool) {
+	if all || r.watch == nil {
+		for _, id := range r.order {
+			r.markDirty(r.files[id])
+		}
+	}
+	// Files still dirty after their read go to the back, for the next turn:
+	// a busy file cannot starve the others.
+	n, i := len(r.dirty), 0
+	for ; i < n && r.held == nil; i++ {
+		f := r.dirty[i]
+		r.dirty[i] = nil
+		f.queued = false
+		if f.closed {
 			continue
 		}
-		n, err := f.t.Read(r.readBuf, func(rec cri.Record) { r.batch.add(f.t, rec) })
+		got, err := f.t.Read(r.readBuf, func(rec cri.Record) { r.batch.add(f.t, rec) })
+		id := f.id
 		if err != nil {
 			r.log.Warn("read failed; closing the file", "file", f.t.Rel, "err", err)
 			r.close(id)
-			i--
 			continue
 		}
-		r.metrics.bytesRead.Add(float64(n))
-		// A full buffer means there is likely more: come back next turn.
-		f.dirty = n == len(r.readBuf)
-		if n > 0 {
-			progress = true
-		} else if r.atEOF(id, f) {
-			i--
+		r.metrics.bytesRead.Add(float64(got))
+		switch {
+		case got == len(r.readBuf):
+			r.markDirty(f) // likely more
+			more = true
+		case got == 0:
+			r.atEOF(id, f)
 		}
 		if r.batch.full(r.cfg) {
 			r.flush()
 		}
 	}
-	return progress
+	r.dirty = append(r.dirty[:0], r.dirty[i:]...)
+	return more
+}
+
+// markDirty queues f for the next turn.
+func (r *Reader) markDirty(f *openFile) {
+	if !f.queued && !f.closed {
+		f.queued = true
+		r.dirty = append(r.dirty, f)
+	}
+}
+
+// mapPath makes f found by its path; compressed copies read after a restart
+// are not, as before: no event names them.
+func (r *Reader) mapPath(id fileID, f *openFile) {
+	r.byPath[f.t.Rel] = id
+	r.byAbs[filepath.Join(r.cfg.PodsRoot, f.t.Rel)] = f
+}
+
+func (r *Reader) unmapPath(f *openFile) {
+	if id, ok := r.byPath[f.t.Rel]; ok && id == f.id {
+		delete(r.byPath, f.t.Rel)
+		delete(r.byAbs, filepath.Join(r.cfg.PodsRoot, f.t.Rel))
+	}
+}
+
+// add starts following f, read next turn.
+func (r *Reader) add(id fileID, f *openFile) {
+	f.id = id
+	r.files[id] = f
+	r.order = append(r.order, id)
+	r.markDirty(f)
 }
 
 // atEOF handles a file with nothing new: it may have been truncated, or be
@@ -326,10 +458,10 @@ func (r *Reader) scan() error {
 			f.seen = true
 			if f.t.Rel != ff.Rel {
 				r.metrics.rotations.Inc()
-				delete(r.byPath, f.t.Rel)
+				r.unmapPath(f)
 				f.t.Rel = ff.Rel // renamed by rotation: same file, read on
-				r.byPath[ff.Rel] = id
-				f.dirty = true
+				r.mapPath(id, f)
+				r.markDirty(f)
 			}
 			continue
 		}
@@ -345,9 +477,9 @@ func (r *Reader) scan() error {
 			r.log.Warn("cannot open log file", "file", ff.Rel, "err", err)
 			continue
 		}
-		r.files[id] = &openFile{t: t, seen: true, dirty: true}
-		r.byPath[ff.Rel] = id
-		r.order = append(r.order, id)
+		f := &openFile{t: t, seen: true}
+		r.add(id, f)
+		r.mapPath(id, f)
 		r.metrics.filesOpened.Inc()
 	}
 	// How far acknowledgements trail the files, without a label per file.
@@ -371,14 +503,18 @@ func (r *Reader) scan() error {
 	// Files no longer found must be read to their end, then closed.
 	for _, f := range r.files {
 		if !f.seen {
-			f.dirty = true
+			r.markDirty(f)
 		}
 	}
 	r.metrics.openFiles.Set(float64(len(r.files)))
 	// Directories of pods without files (yet) need watches too.
 	if r.watch != nil {
 		addPodDirs(r.cfg.PodsRoot, dirs)
-		if err := r.watch.sync(dirs); err != nil {
+		added, err := r.watch.sync(dirs)
+		// Files made in a new directory before its watch was added sent
+		// no event: look again soon rather than at the next resync.
+		r.rescan = added > 0
+		if err != nil {
 			r.log.Warn("cannot watch every directory; polling covers the rest", "err", err)
 		}
 	}
@@ -435,8 +571,9 @@ func (r *Reader) startOffsetOrEnd(k checkpoint.Key) uint64 {
 
 func (r *Reader) close(id fileID) {
 	if f := r.files[id]; f != nil {
+		f.closed = true
 		f.t.Close()
-		delete(r.byPath, f.t.Rel)
+		r.unmapPath(f)
 		delete(r.files, id)
 	}
 	for i, o := range r.order {

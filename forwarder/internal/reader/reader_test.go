@@ -83,6 +83,7 @@ func startReader(t *testing.T, root, ckpt string, sub *ackingSubmitter, opts ...
 	cfg := Config{
 		PodsRoot: root, ScanInterval: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond, ReadBytes: 4096,
 		BatchBytes: 8192, BatchRecords: 50, BatchLinger: 10 * time.Millisecond, MaxRecordBytes: 1 << 20,
+		ReadDelay: 10 * time.Millisecond,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -225,8 +226,13 @@ func TestPartialLastLineWaits(t *testing.T) {
 }
 
 // With notifications, a line written to a file quiet for a while is read at
-// once, although the safety poll is an hour away.
+// once (or after the read delay), although the safety poll is an hour away.
 func TestQuietFileIsReadOnWrite(t *testing.T) {
+	t.Run("read delay", func(t *testing.T) { testQuietFileIsReadOnWrite(t) })
+	t.Run("no read delay", func(t *testing.T) { testQuietFileIsReadOnWrite(t, func(c *Config) { c.ReadDelay = 0 }) })
+}
+
+func testQuietFileIsReadOnWrite(t *testing.T, opts ...func(*Config)) {
 	root := t.TempDir()
 	w, err := loggen.OpenFile(filepath.Join(root, "ui_ui-1_u1/ui/0.log"), loggen.FormatCRI, loggen.FileOptions{})
 	if err != nil {
@@ -234,9 +240,9 @@ func TestQuietFileIsReadOnWrite(t *testing.T) {
 	}
 	defer w.Close()
 	writeLines(t, w, "first", 0, 1)
-	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil, func(c *Config) {
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil, append(opts, func(c *Config) {
 		c.PollInterval, c.ScanInterval = time.Hour, time.Hour
-	})
+	})...)
 	rg.waitFor(t, 1)
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
@@ -449,4 +455,36 @@ func TestReadsTheRestOfAFileCompressedWhileDown(t *testing.T) {
 	}
 	rg = startReader(t, root, ckpt, sub)
 	rg.waitFor(t, 10+7+6)
+}
+
+// A pod directory deleted and made again under the same name (a static pod
+// restarted with the same uid) is watched again: later writes to its new
+// file are read on their notification, the safety nets being an hour away.
+func TestDirectoryMadeAgainIsWatched(t *testing.T) {
+	root := t.TempDir()
+	pod := filepath.Join(root, "ui_ui-1_u1")
+	open := func() *loggen.FileWriter {
+		w, err := loggen.OpenFile(filepath.Join(pod, "ui/0.log"), loggen.FormatCRI, loggen.FileOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	w := open()
+	writeLines(t, w, "first", 0, 1)
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil, func(c *Config) {
+		c.PollInterval, c.ScanInterval = time.Hour, time.Hour
+	})
+	rg.waitFor(t, 1)
+	w.Close()
+	if err := os.RemoveAll(pod); err != nil {
+		t.Fatal(err)
+	}
+	w = open()
+	defer w.Close()
+	writeLines(t, w, "again", 0, 2)
+	rg.waitFor(t, 3)
+	time.Sleep(100 * time.Millisecond) // let the notifications of the removal pass
+	writeLines(t, w, "later", 0, 2)
+	rg.waitFor(t, 5)
 }

@@ -1,55 +1,189 @@
+//go:build linux
+
 package reader
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/fsnotify/fsnotify"
+	"sync"
+	"syscall"
 )
 
-// watcher turns filesystem notifications on the pods tree into "this file
-// was written" and "something was created, renamed or removed". It watches
-// the root, every pod directory and every container directory (three levels,
+// watcher turns inotify events on the pods tree into "this file was
+// written" and "something was created, renamed or removed". It watches the
+// root, every pod directory and every container directory (three levels,
 // one inotify watch each); a file's writes arrive through its directory's
 // watch, so the cost follows write events, not the number of files.
+//
+// A runtime writes a line at a time, so a busy node makes thousands of
+// events a second. One goroutine reads them from the kernel in chunks and
+// hands a chunk over at a time; while the reader waits out its read delay
+// the goroutine is blocked handing over, the kernel queues what comes
+// meanwhile, and the next read(2) takes all of it. An event costs a few
+// bytes to decode, not a read and a wake-up each (as with a channel of
+// single events).
 type watcher struct {
-	w       *fsnotify.Watcher
-	root    string
-	watched map[string]bool // directories with a watch
+	f    *os.File // the inotify instance, non-blocking (the runtime's poller)
+	fd   int      // f's descriptor (f.Fd would make it blocking)
+	root string
+	// Owned by the reader goroutine (sync, decode).
+	dirs    map[int32]string // watch descriptor → directory
+	watched map[string]int32 // directory → watch descriptor
+	name    []byte           // scratch for an event's path
+
+	chunks chan []byte // events as read(2) returned them
+	free   chan []byte // chunks decoded, for reuse
+	errs   chan error  // the read loop's end, if not by close
+	wg     sync.WaitGroup
 }
+
+const (
+	// watchMask: writes, and whatever changes the set of files.
+	watchMask = syscall.IN_MODIFY | syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MOVED_FROM |
+		syscall.IN_MOVED_TO | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF | syscall.IN_ONLYDIR
+	// maskWrite: a file was written (or truncated).
+	maskWrite = syscall.IN_MODIFY
+	// maskStructure: events that call for a scan.
+	maskStructure = syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO |
+		syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF
+	// chunkBytes holds a couple of thousand events; more stay queued in
+	// the kernel for the next read.
+	chunkBytes = 64 << 10
+)
+
+// errOverflow: the kernel's event queue overflowed and some events are lost.
+var errOverflow = errors.New("inotify event queue overflowed")
 
 func newWatcher(root string) (*watcher, error) {
-	w, err := fsnotify.NewWatcher()
+	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("inotify: %w", err)
 	}
-	return &watcher{w: w, root: filepath.Clean(root), watched: map[string]bool{}}, nil
+	w := &watcher{
+		f:       os.NewFile(uintptr(fd), "inotify"),
+		fd:      fd,
+		root:    filepath.Clean(root),
+		dirs:    map[int32]string{},
+		watched: map[string]int32{},
+		chunks:  make(chan []byte),
+		free:    make(chan []byte, 2),
+		errs:    make(chan error, 1),
+	}
+	w.wg.Add(1)
+	go w.readLoop() // ends when close closes the file
+	return w, nil
 }
 
-// sync makes the set of watched directories equal to dirs (absolute paths).
-func (w *watcher) sync(dirs map[string]bool) error {
+func (w *watcher) readLoop() {
+	defer w.wg.Done()
+	for {
+		var buf []byte
+		select {
+		case buf = <-w.free:
+		default:
+			buf = make([]byte, chunkBytes)
+		}
+		n, err := w.f.Read(buf)
+		if err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				w.errs <- fmt.Errorf("read inotify events: %w", err)
+			}
+			return
+		}
+		w.chunks <- buf[:n] // the reader takes chunks until close
+	}
+}
+
+// sync makes the set of watched directories equal to dirs (absolute paths);
+// it returns how many watches it added.
+func (w *watcher) sync(dirs map[string]bool) (int, error) {
 	var errs []error
+	added := 0
+	fd := w.fd
 	for d := range dirs {
-		if w.watched[d] {
+		if _, ok := w.watched[d]; ok {
 			continue
 		}
-		if err := w.w.Add(d); err != nil {
-			if !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
+		wd, err := syscall.InotifyAddWatch(fd, d, watchMask)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+				errs = append(errs, fmt.Errorf("watch %s: %w", d, err))
 			}
 			continue
 		}
-		w.watched[d] = true
+		// The same directory under another name (moved) has the same
+		// descriptor: the new name replaces the old.
+		if old, ok := w.dirs[int32(wd)]; ok && old != d {
+			delete(w.watched, old)
+		}
+		w.dirs[int32(wd)] = d
+		w.watched[d] = int32(wd)
+		added++
 	}
-	for d := range w.watched {
+	for d, wd := range w.watched {
 		if !dirs[d] {
-			_ = w.w.Remove(d) // fails if the directory is gone: its watch went with it
+			// Fails if the directory is gone: its watch went with it.
+			_, _ = syscall.InotifyRmWatch(fd, uint32(wd))
 			delete(w.watched, d)
+			delete(w.dirs, wd)
 		}
 	}
-	return errors.Join(errs...)
+	return added, errors.Join(errs...)
+}
+
+// decode calls fn for every event of a chunk with the path it is about
+// (valid until fn returns) and its mask; it returns errOverflow if the
+// kernel dropped events. The chunk is reused afterwards.
+func (w *watcher) decode(chunk []byte, fn func(name []byte, mask uint32)) error {
+	defer func(c []byte) {
+		select {
+		case w.free <- c[:cap(c)]:
+		default:
+		}
+	}(chunk)
+	var err error
+	for len(chunk) >= syscall.SizeofInotifyEvent {
+		wd := int32(binary.NativeEndian.Uint32(chunk[0:]))
+		mask := binary.NativeEndian.Uint32(chunk[4:])
+		n := int(binary.NativeEndian.Uint32(chunk[12:]))
+		if syscall.SizeofInotifyEvent+n > len(chunk) {
+			return fmt.Errorf("inotify: event of %d bytes in a chunk of %d", syscall.SizeofInotifyEvent+n, len(chunk))
+		}
+		name := chunk[syscall.SizeofInotifyEvent : syscall.SizeofInotifyEvent+n]
+		chunk = chunk[syscall.SizeofInotifyEvent+n:]
+		for len(name) > 0 && name[len(name)-1] == 0 {
+			name = name[:len(name)-1] // NUL padding
+		}
+		switch {
+		case mask&syscall.IN_Q_OVERFLOW != 0:
+			err = errOverflow
+			continue
+		case mask&syscall.IN_IGNORED != 0:
+			// The watch is gone (its directory was deleted): a directory
+			// made again under that name needs a new one.
+			if d, ok := w.dirs[wd]; ok {
+				delete(w.dirs, wd)
+				if w.watched[d] == wd {
+					delete(w.watched, d)
+				}
+			}
+			continue
+		}
+		dir, ok := w.dirs[wd]
+		if !ok {
+			continue
+		}
+		w.name = append(w.name[:0], dir...)
+		if len(name) > 0 {
+			w.name = append(append(w.name, '/'), name...)
+		}
+		fn(w.name, mask)
+	}
+	return err
 }
 
 // rel returns an event's path relative to the root and its depth there:
@@ -63,4 +197,16 @@ func (w *watcher) rel(name string) (string, int) {
 	return r, strings.Count(r, "/") + 1
 }
 
-func (w *watcher) close() error { return w.w.Close() }
+func (w *watcher) close() error {
+	err := w.f.Close() // ends a blocked Read
+	// A chunk being handed over is dropped.
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-w.chunks:
+		case <-done:
+			return err
+		}
+	}
+}
