@@ -26,9 +26,12 @@ type Meta struct {
 	// PodExtra and ContainerExtra hold further members of the "kubernetes"
 	// object, each starting with a comma (`,"labels":{…}`, `,"docker_id":"…"`),
 	// valid JSON: enrichment renders them once when a pod changes, so that a
-	// record costs two copies. The pod's part is shared by its containers.
+	// record costs a few copies. The pod's part is shared by its containers;
+	// ImageExtra (`,"container_hash":…,"container_image":…`) follows
+	// ContainerExtra, apart so that containers of one image share it.
 	PodExtra       []byte
 	ContainerExtra []byte
+	ImageExtra     []byte
 	// DataFields, when positive, makes a message that is a JSON object also
 	// appear under "data", with at most that many values kept.
 	DataFields int
@@ -99,6 +102,7 @@ func Append(dst []byte, m *Meta, l *Line, now time.Time) []byte {
 	}
 	dst = append(dst, m.PodExtra...)
 	dst = append(dst, m.ContainerExtra...)
+	dst = append(dst, m.ImageExtra...)
 	dst = append(dst, `},"podlogs":{"offset":`...)
 	dst = appendUint(dst, l.Offset)
 	if l.Malformed {

@@ -3,6 +3,7 @@ package enrich
 import (
 	"encoding/json"
 	"testing"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,11 +63,11 @@ func TestRenderContainers(t *testing.T) {
 	p := Render(UIPod(), nil, Options{Labels: true, Annotations: true})
 	f := func(container string, restart int, wantKnown bool, want map[string]any) {
 		t.Helper()
-		extra, known := p.Container(container, restart)
+		id, image, known := p.Container(container, restart)
 		if known != wantKnown {
 			t.Errorf("%s/%d: known = %v, want %v", container, restart, known, wantKnown)
 		}
-		if got := decode(t, extra); jsonOf(got) != jsonOf(want) {
+		if got := decode(t, id, image); jsonOf(got) != jsonOf(want) {
 			t.Errorf("%s/%d: got %s, want %s", container, restart, jsonOf(got), jsonOf(want))
 		}
 	}
@@ -94,11 +95,11 @@ func TestRenderPod(t *testing.T) {
 			mutate(pod)
 		}
 		p := Render(pod, nsLabels, opts)
-		if got := decode(t, p.Extra); jsonOf(got) != jsonOf(want) {
+		if got := decode(t, p.Extra()); jsonOf(got) != jsonOf(want) {
 			t.Errorf("got %s\nwant %s", jsonOf(got), jsonOf(want))
 		}
-		if p.Exclude != wantExclude || p.DataFields != wantFields {
-			t.Errorf("exclude, data fields = %v, %d; want %v, %d", p.Exclude, p.DataFields, wantExclude, wantFields)
+		if p.Exclude() != wantExclude || p.DataFields() != wantFields {
+			t.Errorf("exclude, data fields = %v, %d; want %v, %d", p.Exclude(), p.DataFields(), wantExclude, wantFields)
 		}
 	}
 	labels := map[string]any{"app": "ui", "app.kubernetes.io/name": "ui", "pod-template-hash": "5dcbd7c4b8"}
@@ -127,8 +128,8 @@ func TestRenderPod(t *testing.T) {
 func TestRenderMirrorPod(t *testing.T) {
 	pod := UIPod()
 	pod.Annotations[AnnotationMirror] = "6f4c0b1e5a"
-	if p := Render(pod, nil, Options{}); p.MirrorOf != "6f4c0b1e5a" {
-		t.Fatalf("MirrorOf = %q", p.MirrorOf)
+	if p := Render(pod, nil, Options{}); p.MirrorOf() != "6f4c0b1e5a" {
+		t.Fatalf("MirrorOf = %q", p.MirrorOf())
 	}
 }
 
@@ -140,5 +141,57 @@ func TestParseKeyStyle(t *testing.T) {
 	}
 	if _, ok := ParseKeyStyle("dots"); ok {
 		t.Error("accepted dots")
+	}
+}
+
+// The pods of a ReplicaSet share their renderings; what is theirs alone is
+// their identity and container ids. The sizes are the cache's per-pod
+// budget (metacache.TestMemoryPerPod).
+func TestRenderShares(t *testing.T) {
+	opts := Options{Labels: true, Annotations: true, NamespaceLabels: true}
+	ns := RenderNamespace(map[string]string{"team": "retail"}, opts)
+	a := RenderWith(UIPod(), ns, opts)
+	other := UIPod()
+	other.Name, other.UID = "ui-5dcbd7c4b8-abcde", "another-uid"
+	other.Status.ContainerStatuses[0].ContainerID = "containerd://another"
+	b := RenderWith(other, ns, opts)
+	same := func(x, y []byte) bool { return len(x) > 0 && len(x) == len(y) && &x[0] == &y[0] }
+	if !same(a.Extra(), b.Extra()) {
+		t.Error("labels and annotations not shared")
+	}
+	ida, imagea, _ := a.Container("ui", 1)
+	idb, imageb, _ := b.Container("ui", 1)
+	if !same(imagea, imageb) || same(ida, idb) {
+		t.Error("images not shared, or ids shared")
+	}
+	if got := decode(t, b.Extra(), idb); got["docker_id"] != "another" || got["namespace_labels"] == nil {
+		t.Errorf("rendering %s", jsonOf(got))
+	}
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		if s := unsafe.Sizeof(Pod{}); s != 80 {
+			t.Errorf("a Pod is %d bytes, want 80", s)
+		}
+		if s := unsafe.Sizeof(container{}); s != 40 {
+			t.Errorf("a container is %d bytes, want 40", s)
+		}
+	}
+}
+
+func TestWithNamespace(t *testing.T) {
+	opts := Options{Labels: true, NamespaceLabels: true, MaxKeys: 1}
+	p := RenderWith(UIPod(), RenderNamespace(map[string]string{"a": "1", "b": "2"}, opts), opts)
+	ns := RenderNamespace(map[string]string{"team": "retail"}, opts)
+	if p.HasNamespace(ns) || p.KeysCut() != 3 {
+		t.Fatalf("has the new namespace labels already, or %d keys cut (want 3)", p.KeysCut())
+	}
+	q := p.WithNamespace(ns)
+	if !q.HasNamespace(ns) || q.WithNamespace(ns) != q || q.KeysCut() != 2 {
+		t.Fatalf("WithNamespace did not take, or %d keys cut (want 2)", q.KeysCut())
+	}
+	if got := jsonOf(decode(t, q.Extra())); got != `{"labels":{"app":"ui"},"namespace_labels":{"team":"retail"}}` {
+		t.Fatalf("got %s", got)
+	}
+	if got := jsonOf(decode(t, p.Extra())); got != `{"labels":{"app":"ui"},"namespace_labels":{"a":"1"}}` {
+		t.Fatalf("the original changed: %s", got)
 	}
 }

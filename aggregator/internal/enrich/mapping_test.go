@@ -90,9 +90,9 @@ func podWith(name string, labels, annotations map[string]string) *corev1.Pod {
 }
 
 func render(p *enrich.Pod, msg string, meta document.Meta) []byte {
-	meta.PodExtra = p.Extra
-	meta.ContainerExtra, _ = p.Container("c", 0)
-	meta.DataFields = p.DataFields
+	meta.PodExtra = p.Extra()
+	meta.ContainerExtra, meta.ImageExtra, _ = p.Container("c", 0)
+	meta.DataFields = p.DataFields()
 	return document.Append(nil, &meta, &document.Line{Time: time.Now(), Stream: "stdout", Message: []byte(msg)}, time.Now())
 }
 

@@ -31,8 +31,8 @@ func (f *fakeEnricher) Lookup(_ context.Context, ref *podpath.Ref) metacache.Res
 	if p == nil {
 		return metacache.Result{}
 	}
-	extra, _ := p.Container(ref.Container, ref.Restart)
-	return metacache.Result{Source: metacache.Live, Pod: p, ContainerExtra: extra}
+	id, image, _ := p.Container(ref.Container, ref.Restart)
+	return metacache.Result{Source: metacache.Live, Pod: p, ContainerExtra: id, ImageExtra: image}
 }
 
 func testPod(uid string, annotations map[string]string) *corev1.Pod {

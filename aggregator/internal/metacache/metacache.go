@@ -5,9 +5,13 @@
 // Invariants and hard cases:
 //   - One watch per replica: every stream reads the same informer; the API
 //     server sees one pod watch per aggregator process, never one per node.
-//   - Render once: the informer's transform trims each pod to what enrichment
-//     needs, and the event handlers render it (enrich.Render) when it changes;
-//     a lookup is a map read under a read lock.
+//   - Render once: the informer's transform renders each pod (enrich.Render)
+//     when it changes and hands the informer a small podObject in its place,
+//     so the informer's store holds renderings, not pods; the event handlers
+//     publish them, and a lookup is a map read under a read lock.
+//   - Memory: what pods have in common (the labels, annotations and images
+//     of a ReplicaSet's pods) is rendered once and shared (see enrich.Pod);
+//     BenchmarkCacheMemory measures the bytes per pod.
 //   - A pod the informer has not seen yet (created a moment ago): the lookup
 //     waits up to MissWait for the informer, then GETs the pod by name, at
 //     most GetQPS per second per replica (never waiting for the limiter). A
@@ -28,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,12 +89,13 @@ var sourceNames = [...]string{"miss", "hit", "tombstone", "fetched"}
 
 func (s Source) String() string { return sourceNames[s] }
 
-// Result is a lookup's answer. Pod and ContainerExtra are shared and must
-// not be modified.
+// Result is a lookup's answer. Pod, ContainerExtra and ImageExtra are
+// shared and must not be modified (see enrich.Pod.Container).
 type Result struct {
 	Source         Source
 	Pod            *enrich.Pod // nil on a miss
 	ContainerExtra []byte
+	ImageExtra     []byte
 }
 
 // Cache is the shared metadata cache.
@@ -102,6 +108,8 @@ type Cache struct {
 
 	pods cache.SharedIndexInformer
 	nss  cache.SharedIndexInformer // nil unless namespace labels are wanted
+	// synced report whether the handlers have had every listed object.
+	synced []cache.InformerSynced
 
 	limiter *rate.Limiter
 	gets    singleflight.Group
@@ -116,8 +124,8 @@ type Cache struct {
 	fetched map[string]tombstone
 	// missing holds uids a GET did not find, until expiry; guarded by mu.
 	missing map[string]time.Time
-	// nsLabels holds namespace labels by name; guarded by mu.
-	nsLabels map[string]map[string]string
+	// namespaces holds rendered namespace labels by name; guarded by mu.
+	namespaces map[string]enrich.Namespace
 	// changed is closed and replaced whenever a pod is added or updated, to
 	// wake lookups waiting for the informer; guarded by mu.
 	changed chan struct{}
@@ -139,7 +147,7 @@ func New(cfg Config, client kubernetes.Interface, reg prometheus.Registerer, log
 		tombstones: map[string]tombstone{},
 		fetched:    map[string]tombstone{},
 		missing:    map[string]time.Time{},
-		nsLabels:   map[string]map[string]string{},
+		namespaces: map[string]enrich.Namespace{},
 		changed:    make(chan struct{}),
 		started:    make(chan struct{}),
 	}
@@ -153,17 +161,19 @@ func New(cfg Config, client kubernetes.Interface, reg prometheus.Registerer, log
 			return client.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, o)
 		},
 	}, client), &corev1.Pod{}, cache.SharedIndexInformerOptions{
+		// No namespace index: it would cost every pod an entry for the
+		// rare change of a namespace's labels.
 		ResyncPeriod: cfg.ResyncPeriod,
-		Indexers:     cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
 	})
-	mustOK(c.pods.SetTransform(TrimPod))
+	mustOK(c.pods.SetTransform(c.transformPod))
 	mustOK(c.pods.SetWatchErrorHandlerWithContext(c.watchError("pods")))
-	_, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	podsReg, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.podChanged(nil, obj) },
 		UpdateFunc: c.podChanged,
 		DeleteFunc: c.podDeleted,
 	})
 	mustOK(err)
+	c.synced = append(c.synced, podsReg.HasSynced)
 	if cfg.Enrich.NamespaceLabels {
 		c.nss = cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -175,12 +185,13 @@ func New(cfg Config, client kubernetes.Interface, reg prometheus.Registerer, log
 		}, client), &corev1.Namespace{}, cache.SharedIndexInformerOptions{ResyncPeriod: cfg.ResyncPeriod})
 		mustOK(c.nss.SetTransform(TrimNamespace))
 		mustOK(c.nss.SetWatchErrorHandlerWithContext(c.watchError("namespaces")))
-		_, err := c.nss.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		reg, err := c.nss.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { c.namespaceChanged(nil, obj) },
 			UpdateFunc: c.namespaceChanged,
 			DeleteFunc: c.namespaceDeleted,
 		})
 		mustOK(err)
+		c.synced = append(c.synced, reg.HasSynced)
 	}
 	return c
 }
@@ -207,32 +218,26 @@ func (c *Cache) Run(ctx context.Context) error {
 }
 
 // WaitForSync waits until the informers have listed every pod (and
-// namespace), or ctx ends; it reports whether they have.
+// namespace) and the cache holds them, or ctx ends; it reports whether they
+// have.
 func (c *Cache) WaitForSync(ctx context.Context) bool {
 	select {
 	case <-c.started:
 	case <-ctx.Done():
 		return false
 	}
-	return cache.WaitForCacheSync(ctx.Done(), c.syncs()...)
+	return cache.WaitForCacheSync(ctx.Done(), c.synced...)
 }
 
-// Synced reports whether the informers have listed everything once.
+// Synced reports whether the informers have listed everything once and the
+// cache holds it.
 func (c *Cache) Synced() bool {
-	for _, s := range c.syncs() {
+	for _, s := range c.synced {
 		if !s() {
 			return false
 		}
 	}
 	return true
-}
-
-func (c *Cache) syncs() []cache.InformerSynced {
-	s := []cache.InformerSynced{c.pods.HasSynced}
-	if c.nss != nil {
-		s = append(s, c.nss.HasSynced)
-	}
-	return s
 }
 
 func (c *Cache) watchError(resource string) cache.WatchErrorHandlerWithContext {
@@ -302,19 +307,19 @@ func (c *Cache) lookup(ctx context.Context, ref *podpath.Ref) Result {
 func (c *Cache) find(ref *podpath.Ref) (r Result, settled bool) {
 	now := c.now()
 	if p := c.byUID[ref.PodUID]; p != nil {
-		extra, exact := p.Container(ref.Container, ref.Restart)
-		r = Result{Source: Live, Pod: p, ContainerExtra: extra}
+		id, image, exact := p.Container(ref.Container, ref.Restart)
+		r = Result{Source: Live, Pod: p, ContainerExtra: id, ImageExtra: image}
 		// Waiting helps only for a restart (or container) newer than the
 		// status the informer has.
 		return r, exact || p.Restarts(ref.Container, ref.Restart)
 	}
 	if t, ok := c.tombstones[ref.PodUID]; ok && now.Before(t.until) {
-		extra, _ := t.pod.Container(ref.Container, ref.Restart)
-		return Result{Source: Tombstone, Pod: t.pod, ContainerExtra: extra}, true
+		id, image, _ := t.pod.Container(ref.Container, ref.Restart)
+		return Result{Source: Tombstone, Pod: t.pod, ContainerExtra: id, ImageExtra: image}, true
 	}
 	if t, ok := c.fetched[ref.PodUID]; ok && now.Before(t.until) {
-		extra, _ := t.pod.Container(ref.Container, ref.Restart)
-		return Result{Source: Fetched, Pod: t.pod, ContainerExtra: extra}, true
+		id, image, _ := t.pod.Container(ref.Container, ref.Restart)
+		return Result{Source: Fetched, Pod: t.pod, ContainerExtra: id, ImageExtra: image}, true
 	}
 	if until, ok := c.missing[ref.PodUID]; ok && now.Before(until) {
 		return Result{}, true
@@ -347,8 +352,7 @@ func (c *Cache) fetch(ctx context.Context, ref *podpath.Ref) Result {
 			c.metrics.gets.WithLabelValues("other_uid").Inc()
 		default:
 			c.metrics.gets.WithLabelValues("found").Inc()
-			trimmed, _ := TrimPod(pod)
-			p := c.render(trimmed.(*corev1.Pod))
+			p := c.render(pod)
 			c.mu.Lock()
 			if c.byUID[ref.PodUID] == nil {
 				c.fetched[ref.PodUID] = tombstone{pod: p, until: now.Add(c.cfg.TombstoneTTL)}
@@ -365,37 +369,67 @@ func (c *Cache) fetch(ctx context.Context, ref *podpath.Ref) Result {
 	if p == nil {
 		return Result{}
 	}
-	extra, _ := p.Container(ref.Container, ref.Restart)
-	return Result{Source: Fetched, Pod: p, ContainerExtra: extra}
+	id, image, _ := p.Container(ref.Container, ref.Restart)
+	return Result{Source: Fetched, Pod: p, ContainerExtra: id, ImageExtra: image}
+}
+
+// transformPod is the pod informer's transform: it renders the pod and
+// returns a podObject in its place (see podObject).
+func (c *Cache) transformPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil // a podObject already, or a DeletedFinalStateUnknown
+	}
+	// A relist hands over the pods the store has: keep their renderings.
+	key := pod.Namespace + "/" + pod.Name
+	if old, ok, _ := c.pods.GetStore().GetByKey(key); ok {
+		if o, ok := old.(*podObject); ok && o.resourceVersion == pod.ResourceVersion && o.pod.Load().UID == string(pod.UID) {
+			return o, nil
+		}
+	}
+	return newPodObject(c.render(pod), strings.Clone(pod.ResourceVersion)), nil
 }
 
 func (c *Cache) render(pod *corev1.Pod) *enrich.Pod {
-	var nsLabels map[string]string
+	var ns enrich.Namespace
 	if c.cfg.Enrich.NamespaceLabels {
 		c.mu.RLock()
-		nsLabels = c.nsLabels[pod.Namespace]
+		ns = c.namespaces[pod.Namespace]
 		c.mu.RUnlock()
 	}
-	p := enrich.Render(pod, nsLabels, c.cfg.Enrich)
-	if p.KeysCut > 0 {
-		c.metrics.keysCut.Add(float64(p.KeysCut))
+	p := enrich.RenderWith(pod, ns, c.cfg.Enrich)
+	if cut := p.KeysCut(); cut > 0 {
+		c.metrics.keysCut.Add(float64(cut))
 	}
 	return p
 }
 
 func (c *Cache) podChanged(oldObj, newObj any) {
-	pod, ok := newObj.(*corev1.Pod)
+	o, ok := newObj.(*podObject)
 	if !ok {
 		return
 	}
-	if old, ok := oldObj.(*corev1.Pod); ok && old.ResourceVersion == pod.ResourceVersion {
+	old, _ := oldObj.(*podObject)
+	if old != nil && old.resourceVersion == o.resourceVersion {
 		c.metrics.resyncs.Inc() // a periodic resync: nothing changed
 		return
 	}
-	p := c.render(pod)
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := o.pod.Load()
+	if old != nil && old.pod.Load().UID != p.UID {
+		// Another pod of the same name (a StatefulSet's, recreated while
+		// the watch was down): the informer's store is keyed by name.
+		c.deleteLocked(old.pod.Load().UID)
+	}
+	if c.cfg.Enrich.NamespaceLabels {
+		// The namespace's labels changed since the transform rendered p.
+		if ns := c.namespaces[p.Namespace]; !p.HasNamespace(ns) {
+			p = p.WithNamespace(ns)
+			o.pod.Store(p)
+		}
+	}
 	c.putLocked(p)
-	c.mu.Unlock()
 }
 
 // putLocked stores a live pod and wakes waiting lookups. Called with mu held.
@@ -404,10 +438,10 @@ func (c *Cache) putLocked(p *enrich.Pod) {
 		c.metrics.pods.Inc()
 	}
 	c.byUID[p.UID] = p
-	if p.MirrorOf != "" {
-		c.byUID[p.MirrorOf] = p
-		delete(c.fetched, p.MirrorOf)
-		delete(c.missing, p.MirrorOf)
+	if mirrorOf := p.MirrorOf(); mirrorOf != "" {
+		c.byUID[mirrorOf] = p
+		delete(c.fetched, mirrorOf)
+		delete(c.missing, mirrorOf)
 	}
 	delete(c.fetched, p.UID)
 	delete(c.missing, p.UID)
@@ -419,13 +453,17 @@ func (c *Cache) podDeleted(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	pod, ok := obj.(*corev1.Pod)
+	o, ok := obj.(*podObject)
 	if !ok {
 		return
 	}
-	uid := string(pod.UID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.deleteLocked(o.pod.Load().UID)
+}
+
+// deleteLocked turns a live pod into a tombstone. Called with mu held.
+func (c *Cache) deleteLocked(uid string) {
 	p := c.byUID[uid]
 	if p == nil {
 		return
@@ -437,9 +475,9 @@ func (c *Cache) podDeleted(obj any) {
 		c.metrics.tombstones.Inc()
 	}
 	c.tombstones[uid] = t
-	if p.MirrorOf != "" && c.byUID[p.MirrorOf] == p {
-		delete(c.byUID, p.MirrorOf)
-		c.tombstones[p.MirrorOf] = t // not counted: the same pod
+	if mirrorOf := p.MirrorOf(); mirrorOf != "" && c.byUID[mirrorOf] == p {
+		delete(c.byUID, mirrorOf)
+		c.tombstones[mirrorOf] = t // not counted: the same pod
 	}
 }
 
@@ -452,8 +490,9 @@ func (c *Cache) namespaceChanged(oldObj, newObj any) {
 		c.metrics.resyncs.Inc()
 		return
 	}
+	r := enrich.RenderNamespace(ns.Labels, c.cfg.Enrich)
 	c.mu.Lock()
-	c.nsLabels[ns.Name] = ns.Labels
+	c.namespaces[ns.Name] = r
 	c.mu.Unlock()
 	c.rerenderNamespace(ns.Name)
 }
@@ -464,28 +503,28 @@ func (c *Cache) namespaceDeleted(obj any) {
 	}
 	if ns, ok := obj.(*corev1.Namespace); ok {
 		c.mu.Lock()
-		delete(c.nsLabels, ns.Name)
+		delete(c.namespaces, ns.Name)
 		c.mu.Unlock()
 	}
 }
 
 // rerenderNamespace renders the pods of a namespace again (its labels
-// changed). Rare; proportional to the namespace's pods.
-func (c *Cache) rerenderNamespace(ns string) {
-	objs, err := c.pods.GetIndexer().ByIndex(cache.NamespaceIndex, ns)
-	if err != nil {
-		return
-	}
-	for _, obj := range objs {
-		pod, ok := obj.(*corev1.Pod)
-		if !ok {
+// changed). Rare; proportional to all pods, a few milliseconds for 50,000.
+func (c *Cache) rerenderNamespace(name string) {
+	for _, obj := range c.pods.GetStore().List() {
+		o, ok := obj.(*podObject)
+		if !ok || o.pod.Load().Namespace != name {
 			continue
 		}
-		p := c.render(pod)
 		c.mu.Lock()
-		// A pod deleted meanwhile stays deleted.
-		if c.byUID[p.UID] != nil {
-			c.putLocked(p)
+		if p := o.pod.Load(); !p.HasNamespace(c.namespaces[name]) {
+			q := p.WithNamespace(c.namespaces[name])
+			o.pod.Store(q)
+			// A pod deleted meanwhile stays deleted; one whose handler has
+			// not run yet gets q from o then.
+			if c.byUID[p.UID] == p {
+				c.putLocked(q)
+			}
 		}
 		c.mu.Unlock()
 	}

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/podlogs/podlogs/aggregator/internal/enrich"
 	"github.com/podlogs/podlogs/internal/podpath"
@@ -134,8 +135,8 @@ func fields(t *testing.T, r Result) map[string]any {
 	if r.Pod == nil {
 		return nil
 	}
-	b := append([]byte(`{"x":0`), r.Pod.Extra...)
-	b = append(append(b, r.ContainerExtra...), '}')
+	b := append([]byte(`{"x":0`), r.Pod.Extra()...)
+	b = append(append(append(b, r.ContainerExtra...), r.ImageExtra...), '}')
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("%s: %v", b, err)
@@ -310,6 +311,24 @@ func TestRestartedContainer(t *testing.T) {
 	}
 }
 
+// A pod deleted and created again under its name while the watch was down
+// arrives as an update of the informer's object of that name.
+func TestRecreatedPod(t *testing.T) {
+	e := start(t, testConfig, false)
+	old := newPodObject(enrich.Render(pod("db", "db-0", "u-old", nil), nil, testConfig.Enrich), "1")
+	e.cache.podChanged(nil, old)
+	p := pod("db", "db-0", "u-new", nil)
+	p.ResourceVersion = "2"
+	again, _ := e.cache.transformPod(p)
+	e.cache.podChanged(old, again)
+	if r := e.lookup("db", "db-0", "u-old", "app", 0); r.Source != Tombstone {
+		t.Fatalf("the old pod: %v, want a tombstone", r.Source)
+	}
+	if r := e.lookup("db", "db-0", "u-new", "app", 0); r.Source != Live {
+		t.Fatalf("the new pod: %v, want a hit", r.Source)
+	}
+}
+
 func TestStaticPod(t *testing.T) {
 	// kubelet names the log directory after the static pod's uid (its config
 	// hash); the API holds a mirror pod with another uid.
@@ -335,10 +354,10 @@ func TestExcludeAndParser(t *testing.T) {
 	cfg := testConfig
 	cfg.Enrich.MaxDataFields = 7
 	e := start(t, cfg, true, p, q)
-	if r := e.lookup("ui", "ui-1", "u1", "app", 0); !r.Pod.Exclude {
+	if r := e.lookup("ui", "ui-1", "u1", "app", 0); !r.Pod.Exclude() {
 		t.Fatal("exclude annotation ignored")
 	}
-	if r := e.lookup("ui", "ui-2", "u2", "app", 0); r.Pod.DataFields != 7 {
+	if r := e.lookup("ui", "ui-2", "u2", "app", 0); r.Pod.DataFields() != 7 {
 		t.Fatal("parser annotation ignored")
 	}
 }
@@ -363,18 +382,38 @@ func TestManyPodsInNamespace(t *testing.T) {
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
-func TestTrimPod(t *testing.T) {
-	p := pod("ui", "ui-1", "u1", nil)
+// The informer's store holds a podObject in place of each pod; a relist
+// keeps the renderings it has.
+func TestTransformPod(t *testing.T) {
+	e := start(t, testConfig, false)
+	p := pod("ui", "ui-1", "u1", map[string]string{"app": "ui"})
+	p.ResourceVersion = "7"
 	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
-	p.Annotations["kubectl.kubernetes.io/last-applied-configuration"] = "{}"
-	p.Spec.Volumes = []corev1.Volume{{Name: "v"}}
-	p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "B"}}
-	out, _ := TrimPod(p)
-	tp := out.(*corev1.Pod)
-	if tp.ManagedFields != nil || tp.Spec.Volumes != nil || tp.Spec.Containers[0].Env != nil || len(tp.Annotations) != 1 {
-		t.Fatalf("not trimmed: %+v", tp)
+	out, err := e.cache.transformPod(p)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if tp.Spec.Containers[0].Image != "app:1" || tp.Status.ContainerStatuses[0].ContainerID != "containerd://c0" {
-		t.Fatal("trimmed too much")
+	o := out.(*podObject)
+	key, err := cache.MetaNamespaceKeyFunc(o)
+	if err != nil || key != "ui/ui-1" || o.GetUID() != "u1" || o.resourceVersion != "7" {
+		t.Fatalf("key %q (%v), uid %q, resource version %q", key, err, o.GetUID(), o.resourceVersion)
+	}
+	if f := fields(t, Result{Pod: o.pod.Load()}); jsonOf(f) != `{"annotations":{"team":"a"},"labels":{"app":"ui"}}` {
+		t.Fatalf("rendering %s", jsonOf(f))
+	}
+	if again, _ := e.cache.transformPod(o); again != o {
+		t.Fatal("transform of a podObject is not itself")
+	}
+	if err := e.cache.pods.GetIndexer().Add(o); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := e.cache.transformPod(p.DeepCopy()); again != o {
+		t.Fatal("a relisted pod was rendered again")
+	}
+	p.ResourceVersion = "8"
+	if again, _ := e.cache.transformPod(p); again == o {
+		t.Fatal("a changed pod was not rendered again")
 	}
 }
+
+func jsonOf(v any) string { b, _ := json.Marshal(v); return string(b) }
