@@ -1,6 +1,7 @@
 package osnode
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,8 +16,15 @@ import (
 
 // Config describes one node. Only Dir is required.
 type Config struct {
-	// Home is the unpacked distribution; default: EnsureDistribution(ctx, "", "").
+	// Home is the unpacked distribution; default: EnsureDistribution(ctx, "", Version).
 	Home string
+	// Version is the OpenSearch version to download when Home is empty; default
+	// $OPENSEARCH_VERSION, else DefaultVersion.
+	Version string
+	// Plugins are installed into a copy of Home, made once and cached (see EnsurePlugins): zip
+	// files, or Maven coordinates group:artifact:version of a zip on Maven Central, e.g.
+	// org.opensearch.plugin:opensearch-security:2.19.4.0 for Version 2.19.4.
+	Plugins []string
 	// Dir is the node's own working directory (config copy, data, logs, tmp). It is created if
 	// missing and reused as is: a second node on the same Dir finds the first one's data.
 	Dir string
@@ -31,6 +39,16 @@ type Config struct {
 	// ExtraSettings are more opensearch.yml settings; they override the defaults. Values are
 	// written as YAML: plain when safe, a flow list/map when they start with [ or {, else quoted.
 	ExtraSettings map[string]string
+	// ConfigFiles are written into the node's config directory, by path relative to it, after
+	// the copy of the distribution's (plugins' included): certificates, the security plugin's
+	// opensearch-security/*.yml. Files the node reads must be in that directory.
+	ConfigFiles map[string][]byte
+	// ClientTLS, when set, says the REST port speaks TLS (the security plugin's
+	// plugins.security.ssl.http.enabled): URL is https:// and the readiness check uses it.
+	ClientTLS *tls.Config
+	// User and Password, when User is set, go with the readiness check as basic auth (the
+	// security plugin answers nothing without credentials).
+	User, Password string
 	// JavaHome is the JDK to run on; default: $OPENSEARCH_JAVA_HOME, else a JDK 11..23 from
 	// $JAVA_HOME or /usr/lib/jvm, 17 preferred.
 	JavaHome string

@@ -18,4 +18,9 @@
 //     sharing archive recorded on the first clean stop and reused afterwards (see cds.go).
 //   - The JVM dies with its parent (Pdeathsig) and runs in its own process group, so neither a
 //     crashed test binary nor Stop leaves a process behind.
+//   - Plugins (Config.Plugins, e.g. the security plugin, which is not in the integ-test
+//     distribution) are installed by the distribution's own bin/opensearch-plugin into a copy of
+//     it, built once under .cache and named for what it holds, so later starts cost nothing
+//     extra (see EnsurePlugins). A node that needs TLS or credentials on its REST port says so
+//     with Config.ClientTLS and Config.User, for the readiness check.
 package osnode

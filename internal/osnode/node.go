@@ -57,9 +57,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	cfg.Dir = dir
 	if cfg.Home == "" {
-		if cfg.Home, err = EnsureDistribution(ctx, "", ""); err != nil {
+		if cfg.Home, err = EnsureDistribution(ctx, "", cfg.Version); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.Home, err = EnsurePlugins(ctx, "", cfg.Home, cfg.JavaHome, cfg.Plugins); err != nil {
+		return nil, err
 	}
 	if cfg.Home, err = runnableHome(cfg.Home); err != nil {
 		return nil, err
@@ -81,7 +84,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// URL returns the node's REST endpoint, http://127.0.0.1:<port>.
+// URL returns the node's REST endpoint, http://127.0.0.1:<port> (https with Config.ClientTLS).
 func (n *Node) URL() string { return n.url }
 
 // Dir returns the node's working directory (logs are in Dir()/logs).
@@ -181,6 +184,19 @@ func (n *Node) prepareDir() error {
 	}
 	if err := n.writeSettings(); err != nil {
 		return err
+	}
+	for name, content := range c.ConfigFiles {
+		path := filepath.Join(c.confDir(), filepath.FromSlash(name))
+		if rel, err := filepath.Rel(c.confDir(), path); err != nil || !filepath.IsLocal(rel) {
+			return fmt.Errorf("config file %q is not inside the config directory", name)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		// Private: keys are among them; the node's user owns them (below).
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			return err
+		}
 	}
 	if !runningAsRoot() {
 		return nil
@@ -309,6 +325,12 @@ func (n *Node) waitReady(ctx context.Context, p *process) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.StartTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: 5 * time.Second}
+	scheme := "http"
+	if n.cfg.ClientTLS != nil {
+		scheme = "https"
+		client.Transport = &http.Transport{TLSClientConfig: n.cfg.ClientTLS.Clone()}
+	}
+	defer client.CloseIdleConnections()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var lastErr error
@@ -332,9 +354,9 @@ func (n *Node) waitReady(ctx context.Context, p *process) error {
 				return fmt.Errorf("read %s: %w", n.cfg.portsFile(), err)
 			}
 			n.cfg.HTTPPort = port
-			n.url = "http://127.0.0.1:" + strconv.Itoa(port)
+			n.url = scheme + "://127.0.0.1:" + strconv.Itoa(port)
 		}
-		lastErr = health(ctx, client, n.url)
+		lastErr = health(ctx, client, n.url, n.cfg.User, n.cfg.Password)
 		if lastErr == nil {
 			return nil
 		}
@@ -350,10 +372,13 @@ func splitPort(addr string) (host string, port int, err error) {
 	return addr[:i], port, err
 }
 
-func health(ctx context.Context, client *http.Client, url string) error {
+func health(ctx context.Context, client *http.Client, url, user, password string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/_cluster/health?wait_for_status=yellow&timeout=1s", nil)
 	if err != nil {
 		return err
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

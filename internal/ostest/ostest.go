@@ -13,7 +13,8 @@
 // skipped. $PODLOGS_TEST_OPENSEARCH_LOG=1 copies the shared node's output to stderr.
 //
 // The shared node is shared: a test that kills it must Restart it before it returns, and tests
-// that run in parallel with such a test must not use it. NewNode gives a test a node of its own.
+// that run in parallel with such a test must not use it. NewNode gives a test a node of its own;
+// NewSecureNode one with the security plugin (TLS, basic auth, a narrow role).
 package ostest
 
 import (
