@@ -1,5 +1,6 @@
 // Package adminhttp serves a process's admin endpoints: /metrics (Prometheus),
-// /healthz (the process runs) and /readyz (it can do its work now).
+// /healthz (the process runs) and /readyz (it can do its work now), and on
+// request /debug/pprof/ (HandlePprof).
 package adminhttp
 
 import (
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +24,7 @@ type ReadyFunc func() error
 type Server struct {
 	log *slog.Logger
 	ln  net.Listener
+	mux *http.ServeMux
 	srv *http.Server
 }
 
@@ -49,9 +52,24 @@ func New(addr string, gatherer prometheus.Gatherer, ready ReadyFunc, log *slog.L
 	return &Server{
 		log: log,
 		ln:  ln,
+		mux: mux,
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 	}, nil
 }
+
+// HandlePprof serves Go's profiles under /debug/pprof/ (off by default:
+// a profile costs CPU and shows internals); call it before Run.
+func (s *Server) HandlePprof() {
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+}
+
+// Handle serves h at pattern ("GET /debug/accounting") beside the standard
+// endpoints; call it before Run.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }

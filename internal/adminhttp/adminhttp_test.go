@@ -61,3 +61,56 @@ func TestEndpoints(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+func TestHandle(t *testing.T) {
+	srv, err := New("127.0.0.1:0", prometheus.NewRegistry(), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Handle("GET /debug/things", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("things " + r.URL.Query().Get("q")))
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	resp, err := http.Get("http://" + srv.Addr() + "/debug/things?q=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "things x" {
+		t.Fatalf("GET /debug/things = %d %q", resp.StatusCode, b)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func TestHandlePprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		srv, err := New("127.0.0.1:0", prometheus.NewRegistry(), nil, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if on {
+			srv.HandlePprof()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Run(ctx) }()
+		resp, err := http.Get("http://" + srv.Addr() + "/debug/pprof/cmdline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{false: 404, true: 200}[on]; resp.StatusCode != want {
+			t.Errorf("pprof on=%v: GET /debug/pprof/cmdline = %d, want %d", on, resp.StatusCode, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	}
+}

@@ -50,6 +50,10 @@ type config struct {
 	MaxDeliveries      int
 	NATSPollInterval   time.Duration
 	Index              string
+	IndexMode          string
+	ISMDeleteAfter     int
+	ISMRolloverSize    string
+	ISMRolloverAge     string
 	DeadLetterIndex    string
 	BulkWorkers        int
 	BulkDocs           int
@@ -70,8 +74,11 @@ type config struct {
 	CacheSyncTimeout   time.Duration
 	ParseJSON          bool
 	MaxDataFields      int
+	AcctRetention      time.Duration
+	AcctMaxPods        int
 	LogLevel           string
 	LogFormat          string
+	Pprof              bool
 	ShowVersion        bool
 }
 
@@ -115,7 +122,11 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.AWSService, "opensearch-aws-service", "es", "SigV4 service name: es (OpenSearch Service) or aoss (Serverless)")
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", 50, "a document OpenSearch refuses with 429/5xx on its Nth delivery goes to the dead-letter index (0: retry forever)")
 	fs.DurationVar(&c.NATSPollInterval, "nats-poll-interval", 5*time.Second, "how often stream size and consumer lag are read for the metrics")
-	fs.StringVar(&c.Index, "index", "eks-pod-logs", "index documents are written to")
+	fs.StringVar(&c.Index, "index", "eks-pod-logs", "index documents are written to; %Y %m %d %H make it a pattern, filled from each document's @timestamp (UTC): eks-pod-logs-%Y.%m.%d")
+	fs.StringVar(&c.IndexMode, "index-mode", "index", "index (a plain index, or daily ones with a date pattern) or data-stream (--index names a data stream)")
+	fs.IntVar(&c.ISMDeleteAfter, "ism-delete-after", 0, "days after which an index is deleted, by an ISM policy installed with the template (0: never; needs a date pattern or a data stream, and the ISM plugin)")
+	fs.StringVar(&c.ISMRolloverSize, "ism-rollover-size", "", "data stream: roll over to a new backing index at this primary shard size (50gb; empty: no size condition)")
+	fs.StringVar(&c.ISMRolloverAge, "ism-rollover-age", "", "data stream: roll over to a new backing index at this age (1d; empty: no age condition)")
 	fs.StringVar(&c.DeadLetterIndex, "dead-letter-index", "", "index for documents OpenSearch rejects for good (default <index>-dlq)")
 	fs.IntVar(&c.BulkWorkers, "bulk-workers", 2, "concurrent bulk requests per replica; 0 makes an ingest-only replica that leaves writing to others")
 	fs.IntVar(&c.BulkDocs, "bulk-docs", 2000, "documents per bulk request, at most")
@@ -136,15 +147,19 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.CacheSyncTimeout, "enrich-sync-timeout", 2*time.Minute, "at start, how long to wait for the pod list before taking streams anyway")
 	fs.BoolVar(&c.ParseJSON, "parse-json", false, "parse log lines that are JSON objects into data (per pod: annotation podlogs.io/parser: json or text)")
 	fs.IntVar(&c.MaxDataFields, "max-data-fields", 200, "values kept under data per line, at most; later ones are left out and podlogs.data_truncated is set")
+	fs.DurationVar(&c.AcctRetention, "accounting-retention", time.Hour, "a pod's row of /debug/accounting is dropped after this long without a line")
+	fs.IntVar(&c.AcctMaxPods, "accounting-max-pods", 100_000, "pod rows of /debug/accounting, at most; later pods are counted per namespace under _overflow")
 	fs.StringVar(&c.LogLevel, "log.level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log.format", "json", "text or json")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go's profiles under /debug/pprof/ on --admin-addr (for benchmarks and debugging)")
 	fs.BoolVar(&c.ShowVersion, "version", false, "print the version and exit")
 	envflag.Usage(fs)
 	if err := envflag.Parse(fs, args, nil); err != nil {
 		return c, err
 	}
 	if c.DeadLetterIndex == "" {
-		c.DeadLetterIndex = c.Index + "-dlq"
+		// The fixed part of a date pattern: eks-pod-logs-%Y.%m.%d → eks-pod-logs-dlq.
+		c.DeadLetterIndex = strings.TrimRight(strings.Split(c.Index, "%")[0], "-._") + "-dlq"
 	}
 	if c.AWSRegion != "" {
 		c.AWSAuth = true
@@ -170,8 +185,21 @@ func (c config) validate() error {
 	if u, err := url.Parse(c.OpenSearchURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("--opensearch-url %q is not an http(s) URL", c.OpenSearchURL))
 	}
-	if c.Index == "" {
-		errs = append(errs, errors.New("--index is empty"))
+	if err := sink.ValidateIndex(c.Index); err != nil {
+		errs = append(errs, fmt.Errorf("--index %q: %w", c.Index, err))
+	}
+	if err := sink.ValidateIndex(c.DeadLetterIndex); err != nil || sink.IsDatePattern(c.DeadLetterIndex) {
+		errs = append(errs, fmt.Errorf("--dead-letter-index %q: want a plain index name (%v)", c.DeadLetterIndex, err))
+	}
+	if mode, ok := sink.ParseIndexMode(c.IndexMode); !ok {
+		errs = append(errs, fmt.Errorf("--index-mode %q: want index or data-stream", c.IndexMode))
+	} else {
+		if mode == sink.DataStream && sink.IsDatePattern(c.Index) {
+			errs = append(errs, errors.New("--index-mode=data-stream takes a plain name in --index: the data stream starts new backing indices itself (--ism-rollover-*)"))
+		}
+		if err := c.ismPolicy().Validate(mode, c.Index); err != nil {
+			errs = append(errs, fmt.Errorf("--ism-*: %w", err))
+		}
 	}
 	if err := c.TLS.Validate(true); err != nil {
 		errs = append(errs, err)
@@ -212,6 +240,7 @@ func (c config) validate() error {
 		{"nats-max-ack-pending", int64(c.MaxAckPending)},
 		{"bulk-docs", int64(c.BulkDocs)}, {"bulk-bytes", int64(c.BulkBytes)},
 		{"enrich-get-burst", int64(c.GetBurst)}, {"max-data-fields", int64(c.MaxDataFields)},
+		{"accounting-max-pods", int64(c.AcctMaxPods)},
 	} {
 		if p.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %d", p.name, p.v))
@@ -249,6 +278,7 @@ func (c config) validate() error {
 		{"nats-duplicate-window", c.DuplicateWindow}, {"nats-ack-wait", c.AckWait}, {"flush-interval", c.FlushInterval},
 		{"nats-poll-interval", c.NATSPollInterval},
 		{"enrich-tombstone-ttl", c.TombstoneTTL}, {"enrich-sync-timeout", c.CacheSyncTimeout},
+		{"accounting-retention", c.AcctRetention},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("--%s must be positive, got %s", d.name, d.v))
@@ -275,6 +305,17 @@ func (c config) dataFields() int {
 		return c.MaxDataFields
 	}
 	return 0
+}
+
+// indexMode is --index-mode, validated.
+func (c config) indexMode() sink.IndexMode {
+	m, _ := sink.ParseIndexMode(c.IndexMode)
+	return m
+}
+
+// ismPolicy is the lifecycle policy the --ism-* flags ask for.
+func (c config) ismPolicy() sink.ISMPolicy {
+	return sink.ISMPolicy{DeleteAfterDays: c.ISMDeleteAfter, RolloverSize: c.ISMRolloverSize, RolloverAge: c.ISMRolloverAge}
 }
 
 // openSearchClient is how the sink reaches OpenSearch.

@@ -1,5 +1,7 @@
 // Command aggregator takes record streams from forwarders, turns records into
 // documents, buffers them in NATS JetStream and bulk-writes them to OpenSearch.
+// `aggregator report` sums the replicas' per-pod counts (/debug/accounting)
+// and sets them beside what OpenSearch holds (report.go).
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/podlogs/podlogs/aggregator/internal/accounting"
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
 	"github.com/podlogs/podlogs/aggregator/internal/enrich"
 	"github.com/podlogs/podlogs/aggregator/internal/ingest"
@@ -46,6 +49,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "report" {
+		return runReport(context.Background(), args[1:], os.Stdout)
+	}
 	cfg, err := parseConfig(args)
 	if err != nil {
 		return err
@@ -131,11 +137,22 @@ func run(args []string) error {
 		log.Warn("OpenSearch does not answer yet; documents wait in the buffer until it does", "url", cfg.OpenSearchURL, "err", err)
 	default:
 		log.Info("OpenSearch answered", "url", cfg.OpenSearchURL, "version", osVersion, "auth", cfg.openSearchAuth())
+		if cfg.ismPolicy().Enabled() {
+			ismCtx, cancelISM := context.WithTimeout(ctx, 15*time.Second)
+			err := sink.CheckISM(ismCtx, osClient)
+			cancelISM()
+			if errors.Is(err, sink.ErrNoISM) {
+				return fmt.Errorf("--ism-* asks for a lifecycle policy: %w; install the plugin (opensearch-index-management) or drop the flags", err)
+			}
+		}
 	}
+	// Per namespace and pod: what this replica received, published and
+	// wrote (/debug/accounting, `aggregator report`).
+	ledger := accounting.New(accounting.Config{Replica: cfg.ID, Retention: cfg.AcctRetention, MaxPods: cfg.AcctMaxPods}, reg)
 	snk := sink.New(sink.Config{
 		Index: cfg.Index, Keys: templateKeys(cfg.EnrichKeyStyle), DeadLetter: cfg.DeadLetterIndex, Workers: cfg.BulkWorkers, BulkDocs: cfg.BulkDocs,
 		BulkBytes: cfg.BulkBytes, FlushInterval: cfg.FlushInterval, BackoffMin: 250 * time.Millisecond, BackoffMax: 30 * time.Second,
-		MaxDeliveries: cfg.MaxDeliveries,
+		MaxDeliveries: cfg.MaxDeliveries, Accounting: ledger, Mode: cfg.indexMode(), ISM: cfg.ismPolicy(),
 	}, osClient, cons, reg, log)
 	monitor := buffer.NewMonitor(js, cfg.StreamName, cfg.ConsumerName, cfg.NATSPollInterval, reg, log)
 
@@ -165,7 +182,7 @@ func run(args []string) error {
 
 	srv := ingest.New(ingest.Config{
 		AggregatorID: cfg.ID, MaxMessageBytes: cfg.MaxMessageBytes, ReadAheadBatches: 4, SubjectPrefix: cfg.SubjectPrefix,
-		DataFields: cfg.dataFields(), MaxStreamAge: cfg.MaxConnectionAge,
+		DataFields: cfg.dataFields(), MaxStreamAge: cfg.MaxConnectionAge, Accounting: ledger,
 	}, buffer.NewPublisher(js, reg, log), enricher, reg, log)
 	tlsOpt, err := serverTLS(cfg.TLS, reg, log)
 	if err != nil {
@@ -198,6 +215,10 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Pprof {
+		admin.HandlePprof()
+	}
+	admin.Handle("GET "+accounting.HandlerPath, ledger.Handler())
 	log.Info("aggregator starting", "version", version, "id", cfg.ID, "listen", ln.Addr().String(), "tls", tlsMode(cfg.TLS), "admin", admin.Addr(),
 		"opensearch", cfg.OpenSearchURL, "index", cfg.Index, "nats", natsURLOrEmbedded(natsURL))
 

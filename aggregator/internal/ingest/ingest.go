@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/podlogs/podlogs/aggregator/internal/accounting"
 	"github.com/podlogs/podlogs/aggregator/internal/document"
 	"github.com/podlogs/podlogs/aggregator/internal/metacache"
 	"github.com/podlogs/podlogs/internal/cri"
@@ -52,6 +53,9 @@ type Config struct {
 	// ends: it stops new streams on the connection and, after its grace,
 	// cuts the old ones mid-batch. 0 keeps streams open.
 	MaxStreamAge time.Duration
+	// Accounting counts each pod's lines received, excluded and published;
+	// nil counts nothing.
+	Accounting *accounting.Ledger
 }
 
 // Enricher finds a container's metadata (metacache.Cache); it may wait
@@ -214,12 +218,16 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 			if err != nil {
 				return invalid("batch %d: %v", next, err)
 			}
+			conv.account(s.cfg.Accounting, false)
 			if err := s.pub.Publish(ctx, msgs); err != nil {
 				if ctx.Err() != nil {
 					return status.FromContextError(ctx.Err()).Err()
 				}
 				return status.Errorf(codes.Unavailable, "buffer: %v", err)
 			}
+			// JetStream acknowledged every document: the forwarder's ack
+			// follows.
+			conv.account(s.cfg.Accounting, true)
 			if err := stream.Send(&podlogsv1.StreamResponse{Message: &podlogsv1.StreamResponse_Ack{Ack: &podlogsv1.Ack{ThroughSequence: next}}}); err != nil {
 				return err
 			}
@@ -251,6 +259,7 @@ type source struct {
 	format       cri.Format
 	subject      string
 	exclude      bool // the pod asked for its lines to be dropped
+	records      int  // of this source in the batch
 }
 
 func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Time, m *metrics) ([]*nats.Msg, error) {
@@ -277,9 +286,9 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 		// wait for a pod the cache has not seen yet.
 		if c.enrich != nil {
 			if r := c.enrich.Lookup(ctx, &ref); r.Pod != nil {
-				s.meta.PodExtra, s.meta.ContainerExtra = r.Pod.Extra, r.ContainerExtra
-				s.meta.DataFields = r.Pod.DataFields
-				s.exclude = r.Pod.Exclude
+				s.meta.PodExtra, s.meta.ContainerExtra, s.meta.ImageExtra = r.Pod.Extra(), r.ContainerExtra, r.ImageExtra
+				s.meta.DataFields = r.Pod.DataFields()
+				s.exclude = r.Pod.Exclude()
 			}
 		}
 		c.sources = append(c.sources, s)
@@ -304,6 +313,7 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 			return nil, fmt.Errorf("record %d: next offset %d is not past offset %d", i, r.GetNextOffset(), r.GetOffset())
 		}
 		src := &c.sources[r.GetSourceIndex()]
+		src.records++
 		if src.exclude {
 			m.excluded.Inc()
 			continue
@@ -342,6 +352,29 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 		})
 	}
 	return c.msgs, nil
+}
+
+// account counts the batch's records per source: received (and excluded)
+// once it is converted, published once JetStream stored it. One call per
+// source, not per record; the pod's row is found by strings the source
+// already holds.
+func (c *converter) account(l *accounting.Ledger, published bool) {
+	if l == nil {
+		return
+	}
+	for i := range c.sources {
+		src := &c.sources[i]
+		ns, pod := src.meta.Namespace, src.meta.PodName
+		switch {
+		case published && !src.exclude:
+			l.Add(ns, pod, accounting.Published, src.records)
+		case !published:
+			l.Add(ns, pod, accounting.Received, src.records)
+			if src.exclude {
+				l.Add(ns, pod, accounting.Excluded, src.records)
+			}
+		}
+	}
 }
 
 // jetstreamMsgID is the header JetStream deduplicates on.

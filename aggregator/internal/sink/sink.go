@@ -1,11 +1,16 @@
 // Package sink moves documents from the JetStream buffer into OpenSearch.
 //
-// Every aggregator replica runs workers on one shared durable pull consumer,
-// so each message goes to one replica. A worker fetches a batch, writes it
-// with one _bulk request of "create" operations under the document's own id,
-// and decides per document from the item's result:
+// Every aggregator replica pulls from one shared durable pull consumer, so
+// each message goes to one replica. In a replica, one goroutine pulls
+// continuously (prefetching at most one batch) and cuts batches by count,
+// bytes or flush interval; each worker takes a batch, writes it with one
+// _bulk request of "create" operations under the document's own id (to the
+// index, the daily index its @timestamp names, or the data stream), and
+// decides per document from the item's result:
 //   - created, or 409 (a document with that id exists: a resent line) → ack;
 //   - 429, 5xx → nak with a growing delay: JetStream redelivers it later;
+//   - 401, 403 (the role lacks a permission) → nak and an error log, never
+//     the dead-letter index, however often: it is the operator's to fix;
 //   - any other rejection (a mapping conflict, a parse error) → the document
 //     goes to the dead-letter index with the reason, then ack: one bad
 //     document never blocks the others;
@@ -23,11 +28,16 @@
 // A request that fails as a whole (connection refused, timeout, 5xx) acks
 // nothing: the worker backs off and the messages are redelivered. Messages
 // are acked only after OpenSearch answered, so a replica killed mid-bulk
-// loses nothing; ack_wait must exceed the slowest bulk request.
+// loses nothing; ack_wait must exceed the slowest bulk request. A replica
+// stopped (its context done) finishes its bulk requests in flight and naks
+// what it pulled but did not write, for another replica to take at once.
+// Messages held are bounded: (workers + 1) × BulkDocs per replica, and
+// max_ack_pending across replicas.
 package sink
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,18 +46,23 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensearch-project/opensearch-go/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podlogs/podlogs/aggregator/internal/accounting"
 )
 
 // Config tunes the writer.
 type Config struct {
+	// Index names the index; with %Y %m %d %H (see ValidateIndex) it is a
+	// pattern, and each document goes to the index its own @timestamp names.
 	Index         string
+	Mode          IndexMode  // a plain index (or date pattern), or a data stream
+	ISM           ISMPolicy  // lifecycle policy installed with the template, if any
 	Keys          KeyMapping // how the template maps label and annotation keys
 	DeadLetter    string     // index for documents OpenSearch rejects for good
 	Workers       int
@@ -60,6 +75,12 @@ type Config struct {
 	// 5xx on its MaxDeliveries-th delivery goes to the dead-letter index.
 	// 0 retries forever.
 	MaxDeliveries int
+	// StopTimeout bounds how long the bulk requests in flight may take to
+	// finish once Run's context is done (default 15s).
+	StopTimeout time.Duration
+	// Accounting counts each pod's documents indexed, duplicate and
+	// dead-lettered; nil counts nothing.
+	Accounting *accounting.Ledger
 }
 
 // ConsumerConfig returns the durable consumer the sink needs. maxAckPending
@@ -87,6 +108,11 @@ type Sink struct {
 
 	mu    sync.Mutex // guards ready
 	ready bool
+
+	// Benchmark hooks, when set: started once the templates are installed,
+	// settled after each bulk request whose documents were all answered.
+	started func()
+	settled func(docs int)
 }
 
 // New returns a sink writing what cons delivers to OpenSearch through client.
@@ -102,7 +128,15 @@ func (s *Sink) Ready() bool {
 }
 
 // Run installs the index templates (retrying until OpenSearch answers), then
-// writes until ctx is done. A worker finishes its current bulk request first.
+// writes until ctx is done.
+//
+// One goroutine pulls from the consumer continuously, so that the next
+// batch is in the iterator's buffer when a worker is ready: the pull round
+// trip overlaps the bulk requests in flight instead of adding to them. It
+// cuts a batch when a worker asks, so that the batch takes what arrived
+// meanwhile and is full when the traffic allows. When ctx is done, the bulk requests in
+// flight finish (for at most StopTimeout) and their documents are settled;
+// what was pulled but not written is nak'ed, for this or another replica.
 func (s *Sink) Run(ctx context.Context) error {
 	if err := s.installTemplates(ctx); err != nil {
 		return nil // ctx done
@@ -110,32 +144,59 @@ func (s *Sink) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.ready = true
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for i := 0; i < s.cfg.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.work(ctx)
-		}()
+	if s.started != nil {
+		s.started()
 	}
+	// Bulk requests outlive ctx, so that a stop never wastes one OpenSearch
+	// has already done; the grace goroutine bounds them.
+	writeCtx, cancelWrite := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWrite()
+	want := make(chan struct{})           // a worker is ready for a batch
+	batches := make(chan []jetstream.Msg) // the batch cut for it
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(batches)
+		s.pull(ctx, want, batches)
+	})
+	for range s.cfg.Workers {
+		wg.Go(func() { s.work(ctx, writeCtx, want, batches) })
+	}
+	done := make(chan struct{})
+	var grace sync.WaitGroup
+	grace.Go(func() {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t := time.NewTimer(cmp.Or(s.cfg.StopTimeout, 15*time.Second))
+			defer t.Stop()
+			select {
+			case <-done:
+			case <-t.C:
+				s.log.Warn("bulk requests in flight did not finish in time; their documents are redelivered", "stop_timeout", s.cfg.StopTimeout)
+				cancelWrite()
+			}
+		}
+	})
 	wg.Wait()
+	close(done)
+	grace.Wait()
 	return nil
 }
 
 func (s *Sink) installTemplates(ctx context.Context) error {
 	backoff := s.cfg.BackoffMin
 	for attempt := 0; ; attempt++ {
-		err := PutTemplate(ctx, s.client, templateName(s.cfg.Index), IndexTemplateFor(s.cfg.Index, s.cfg.Keys))
+		err := s.install(ctx)
 		if err == nil {
-			err = PutTemplate(ctx, s.client, templateName(s.cfg.DeadLetter), DeadLetterTemplate(s.cfg.DeadLetter))
-		}
-		if err == nil {
-			s.log.Info("index templates installed", "index", s.cfg.Index, "dead_letter_index", s.cfg.DeadLetter)
+			s.log.Info("index templates installed", "index", s.cfg.Index, "pattern", TemplatePattern(s.cfg.Index),
+				"mode", s.cfg.Mode.String(), "ism_policy", s.cfg.ISM.Enabled(), "dead_letter_index", s.cfg.DeadLetter)
 			return nil
 		}
 		var se *StatusError
 		if errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden) {
 			s.log.Error("OpenSearch refused the credentials; check --opensearch-user and the password", "err", err)
+		} else if errors.Is(err, ErrNoISM) {
+			s.log.Error("an ISM policy is asked for but OpenSearch has no ISM plugin; install it or drop the --ism-* flags; documents wait in the buffer", "err", err)
 		} else if attempt%10 == 0 {
 			s.log.Warn("OpenSearch is not reachable yet; documents wait in the buffer", "err", err, "retry_in", backoff)
 		}
@@ -146,37 +207,150 @@ func (s *Sink) installTemplates(ctx context.Context) error {
 	}
 }
 
-func (s *Sink) work(ctx context.Context) {
+// pull cuts batches from one continuous pull on the consumer and hands
+// them to the workers that ask (want) until ctx is done. A batch closes at
+// BulkDocs documents, at about BulkBytes of bulk body, or FlushInterval
+// after its first document. The iterator prefetches in the background, at
+// most BulkDocs messages: a replica holds at most (workers + 1) × BulkDocs.
+func (s *Sink) pull(ctx context.Context, want <-chan struct{}, batches chan<- []jetstream.Msg) {
+	backoff := s.cfg.BackoffMin
+	for ctx.Err() == nil {
+		it, err := s.cons.Messages(jetstream.PullMaxMessages(s.cfg.BulkDocs))
+		if err == nil {
+			err = s.cut(ctx, it, want, batches)
+			if ctx.Err() != nil {
+				s.release(it)
+				return
+			}
+			it.Stop()
+		}
+		s.log.Warn("pull from JetStream failed; retrying", "err", err, "retry_in", backoff)
+		sleep(ctx, jitter(backoff))
+		backoff = min(2*backoff, s.cfg.BackoffMax)
+	}
+}
+
+// cut reads it into batches, one for each want, until ctx is done or it
+// fails.
+func (s *Sink) cut(ctx context.Context, it jetstream.MessagesContext, want <-chan struct{}, batches chan<- []jetstream.Msg) error {
+	var next jetstream.Msg // read, but past the byte limit of the batch before
+	for {
+		select {
+		case <-want:
+		case <-ctx.Done():
+			if next != nil {
+				s.nakAll([]jetstream.Msg{next}, s.cfg.BackoffMin)
+			}
+			return ctx.Err()
+		}
+		if next == nil {
+			m, err := it.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				return fmt.Errorf("next message: %w", err)
+			}
+			next = m
+		}
+		batch := make([]jetstream.Msg, 1, s.cfg.BulkDocs)
+		batch[0], next = next, nil
+		size := bulkLineSize(batch[0])
+		flushCtx, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
+		for len(batch) < s.cfg.BulkDocs {
+			m, err := it.Next(jetstream.NextContext(flushCtx))
+			if err != nil {
+				if ctx.Err() == nil && flushCtx.Err() != nil {
+					break // flush interval over
+				}
+				cancel()
+				s.nakAll(batch, s.cfg.BackoffMin)
+				return fmt.Errorf("next message: %w", err)
+			}
+			if n := bulkLineSize(m); size+n <= s.cfg.BulkBytes {
+				batch, size = append(batch, m), size+n
+				continue
+			}
+			next = m
+			break
+		}
+		cancel()
+		select {
+		case batches <- batch:
+		case <-ctx.Done():
+			s.nakAll(batch, s.cfg.BackoffMin)
+			if next != nil {
+				s.nakAll([]jetstream.Msg{next}, s.cfg.BackoffMin)
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+// bulkLineSize is about what m adds to a bulk body.
+func bulkLineSize(m jetstream.Msg) int { return len(m.Data()) + 128 }
+
+// release gives back what the iterator has prefetched: nak'ed, it goes to
+// whichever writer pulls next instead of waiting out ack_wait.
+func (s *Sink) release(it jetstream.MessagesContext) {
+	it.Drain()
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			return
+		}
+		s.nakAll([]jetstream.Msg{m}, s.cfg.BackoffMin)
+	}
+}
+
+// install puts the dead-letter template first: its priority is above the
+// main template's, whose pattern (a date pattern's "<name>-*") may match
+// the dead-letter index too, and OpenSearch refuses overlapping templates
+// of equal priority (as the dead-letter template of an older version has).
+func (s *Sink) install(ctx context.Context) error {
+	if err := PutTemplate(ctx, s.client, templateName(s.cfg.DeadLetter), DeadLetterTemplate(s.cfg.DeadLetter)); err != nil {
+		return err
+	}
+	tmpl := IndexTemplateFor(s.cfg.Index, s.cfg.Keys)
+	if s.cfg.Mode == DataStream {
+		tmpl["data_stream"] = map[string]any{}
+	}
+	if err := PutTemplate(ctx, s.client, templateName(s.cfg.Index), tmpl); err != nil {
+		return err
+	}
+	if s.cfg.ISM.Enabled() {
+		return PutISMPolicy(ctx, s.client, templateName(s.cfg.Index), ISMPolicyBody(s.cfg.ISM, TemplatePattern(s.cfg.Index)))
+	}
+	return nil
+}
+
+// work writes the batches pull cuts; a worker has one bulk request in
+// flight at a time. Bulk requests use writeCtx, so that the one in flight
+// when ctx is done finishes; batches received after that are nak'ed.
+func (s *Sink) work(ctx, writeCtx context.Context, want chan<- struct{}, batches <-chan []jetstream.Msg) {
 	backoff := s.cfg.BackoffMin
 	var body bytes.Buffer
-	var msgs []jetstream.Msg
-	for ctx.Err() == nil {
-		batch, err := s.cons.Fetch(s.cfg.BulkDocs, jetstream.FetchMaxWait(s.cfg.FlushInterval))
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("fetch from JetStream failed; retrying", "err", err)
-				sleep(ctx, jitter(backoff))
-				backoff = min(2*backoff, s.cfg.BackoffMax)
-			}
-			continue
+	idx := newIndexNamer(s.cfg.Index)
+	for {
+		select {
+		case want <- struct{}{}:
+		case <-ctx.Done():
+			return
 		}
-		msgs = msgs[:0]
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
+		msgs, open := <-batches
+		if !open {
+			return
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
-			s.log.Debug("fetch ended early", "err", err)
-		}
-		if len(msgs) == 0 {
+		if ctx.Err() != nil {
+			s.nakAll(msgs, s.cfg.BackoffMin)
 			continue
 		}
 		// Split by bytes; a request failing as a whole stops the rest of the batch.
 		ok := true
 		for start := 0; start < len(msgs) && ok; {
-			end := s.fill(&body, msgs, start)
-			ok = s.write(ctx, body.Bytes(), msgs[start:end])
+			end := s.fill(&body, idx, msgs, start)
+			ok = s.write(writeCtx, body.Bytes(), msgs[start:end])
 			if !ok {
 				s.nakAll(msgs[start:], backoff)
+			} else if s.settled != nil {
+				s.settled(end - start)
 			}
 			start = end
 		}
@@ -191,20 +365,22 @@ func (s *Sink) work(ctx context.Context) {
 
 // fill writes bulk lines for msgs[start:] into body up to the byte limit
 // (at least one document) and returns the end of what it took.
-func (s *Sink) fill(body *bytes.Buffer, msgs []jetstream.Msg, start int) int {
+// Each document goes to the index idx names for it.
+func (s *Sink) fill(body *bytes.Buffer, idx *indexNamer, msgs []jetstream.Msg, start int) int {
 	body.Reset()
 	i := start
 	for ; i < len(msgs); i++ {
 		m := msgs[i]
-		if i > start && body.Len()+len(m.Data())+128 > s.cfg.BulkBytes {
+		data := m.Data()
+		if i > start && body.Len()+len(data)+128 > s.cfg.BulkBytes {
 			break
 		}
 		body.WriteString(`{"create":{"_index":`)
-		writeJSONString(body, s.cfg.Index)
+		body.Write(idx.quoted(data))
 		body.WriteString(`,"_id":`)
 		writeJSONString(body, m.Headers().Get(jetstream.MsgIDHeader))
 		body.WriteString("}}\n")
-		body.Write(m.Data())
+		body.Write(data)
 		body.WriteByte('\n')
 	}
 	return i
@@ -225,11 +401,15 @@ type bulkItem struct {
 	} `json:"error"`
 }
 
+// bulkPath asks OpenSearch to answer only what write reads: an item is then
+// about 25 bytes instead of 200, less to encode and to decode.
+const bulkPath = "/_bulk?filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
+
 // write sends one bulk request and settles each message by its item's
 // result. It returns false if the request failed as a whole.
 func (s *Sink) write(ctx context.Context, body []byte, msgs []jetstream.Msg) bool {
 	start := time.Now()
-	out, err := do(ctx, s.client, http.MethodPost, "/_bulk", body)
+	out, err := do(ctx, s.client, http.MethodPost, bulkPath, body)
 	s.metrics.bulkSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.metrics.bulkRequests.WithLabelValues("failed").Inc()
@@ -246,17 +426,27 @@ func (s *Sink) write(ctx context.Context, body []byte, msgs []jetstream.Msg) boo
 	}
 	s.metrics.bulkRequests.WithLabelValues("ok").Inc()
 	var rejected []rejection
+	var denied int
+	var deniedReason string
 	for i, it := range resp.Items {
 		m := msgs[i]
 		switch st := it.Create.Status; {
 		case st == http.StatusOK || st == http.StatusCreated:
 			s.metrics.docs.WithLabelValues("created").Inc()
-			s.metrics.namespace(m.Subject(), "created")
+			s.cfg.Accounting.AddDocument(m.Subject(), m.Data(), accounting.Indexed)
 			s.ack(m)
 		case st == http.StatusConflict:
 			s.metrics.docs.WithLabelValues("duplicate").Inc()
-			s.metrics.namespace(m.Subject(), "duplicate")
+			s.cfg.Accounting.AddDocument(m.Subject(), m.Data(), accounting.Duplicate)
 			s.ack(m)
+		case st == http.StatusUnauthorized || st == http.StatusForbidden:
+			// The role lacks a permission: the operator's to fix, and the
+			// dead-letter index would refuse the document too. Retry it,
+			// whatever MaxDeliveries says; it is indexed once the role allows.
+			s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
+			s.metrics.docs.WithLabelValues("retried").Inc()
+			denied, deniedReason = denied+1, reasonOf(it.Create)
+			s.nak(m)
 		case st == http.StatusTooManyRequests || st >= 500:
 			s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
 			if n := deliveries(m); s.cfg.MaxDeliveries > 0 && n >= uint64(s.cfg.MaxDeliveries) {
@@ -270,6 +460,10 @@ func (s *Sink) write(ctx context.Context, body []byte, msgs []jetstream.Msg) boo
 			s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
 			rejected = append(rejected, rejection{msg: m, item: it.Create, reason: reasonOf(it.Create)})
 		}
+	}
+	if denied > 0 {
+		s.log.Error("OpenSearch denied the writer permission; the documents stay in the buffer and are retried: "+
+			"grant the user's role create_index and write on the index pattern", "docs", denied, "reason", deniedReason)
 	}
 	if len(rejected) > 0 {
 		s.deadLetter(ctx, rejected)
@@ -304,10 +498,11 @@ func deliveries(m jetstream.Msg) uint64 {
 func (s *Sink) deadLetter(ctx context.Context, rejected []rejection) {
 	var body bytes.Buffer
 	now := time.Now().UTC().Format(time.RFC3339Nano)
+	idx := newIndexNamer(s.cfg.Index)
 	for _, r := range rejected {
 		id := r.msg.Headers().Get(jetstream.MsgIDHeader)
 		doc, _ := json.Marshal(map[string]any{
-			"@timestamp": now, "index": s.cfg.Index, "error_type": errType(r.item), "reason": r.reason,
+			"@timestamp": now, "index": idx.name(r.msg.Data()), "error_type": errType(r.item), "reason": r.reason,
 			"status": r.item.Status, "document": string(r.msg.Data()), "document_id": id,
 			"deliveries": deliveries(r.msg), "subject": r.msg.Subject(),
 		})
@@ -335,7 +530,7 @@ func (s *Sink) deadLetter(ctx context.Context, rejected []rejection) {
 			continue
 		}
 		s.metrics.docs.WithLabelValues("dead_lettered").Inc()
-		s.metrics.namespace(r.msg.Subject(), "dead_lettered")
+		s.cfg.Accounting.AddDocument(r.msg.Subject(), r.msg.Data(), accounting.DeadLettered)
 		s.ack(r.msg)
 	}
 	if err != nil {
@@ -379,9 +574,19 @@ func errType(it bulkItem) string {
 	return it.Error.Type
 }
 
+// writeJSONString writes s quoted. Ids and index names need no escaping:
+// they are written as they are, without the allocation of json.Marshal.
 func writeJSONString(b *bytes.Buffer, s string) {
-	q, _ := json.Marshal(s)
-	b.Write(q)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			q, _ := json.Marshal(s)
+			b.Write(q)
+			return
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -405,32 +610,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 type metrics struct {
 	bulkRequests, docs, errors *prometheus.CounterVec
 	bulkSeconds                prometheus.Histogram
-	nsDocs                     *prometheus.CounterVec
-
-	nsMu   sync.Mutex // guards nsSeen
-	nsSeen map[string]bool
-}
-
-// maxNamespaces bounds the namespace label of
-// podlogs_aggregator_namespace_documents_total; later namespaces are counted
-// under "_other". Namespaces are few and long-lived in a cluster; pods are
-// many and short-lived, so they are never a label.
-const maxNamespaces = 500
-
-// namespace counts one document of the namespace its subject names
-// (<prefix>.<namespace>: a namespace name has no dots).
-func (m *metrics) namespace(subject, outcome string) {
-	ns := subject[strings.LastIndexByte(subject, '.')+1:]
-	m.nsMu.Lock()
-	if !m.nsSeen[ns] {
-		if len(m.nsSeen) >= maxNamespaces {
-			ns = "_other"
-		} else {
-			m.nsSeen[ns] = true
-		}
-	}
-	m.nsMu.Unlock()
-	m.nsDocs.WithLabelValues(ns, outcome).Inc()
+	// Per namespace (and per pod): Config.Accounting.
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -449,14 +629,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 		}),
 	}
-	m.nsDocs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "podlogs_aggregator_namespace_documents_total",
-		Help: "Documents written by this replica per namespace and outcome (created, duplicate, dead_lettered); at most 500 namespaces, then _other.",
-	}, []string{"namespace", "outcome"})
-	m.nsSeen = map[string]bool{}
 	for _, o := range []string{"created", "duplicate", "retried", "dead_lettered"} {
 		m.docs.WithLabelValues(o)
 	}
-	reg.MustRegister(m.bulkRequests, m.docs, m.errors, m.bulkSeconds, m.nsDocs)
+	reg.MustRegister(m.bulkRequests, m.docs, m.errors, m.bulkSeconds)
 	return m
 }

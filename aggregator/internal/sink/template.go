@@ -48,9 +48,11 @@ func IndexTemplateFor(index string, keys KeyMapping) map[string]any {
 		keyMaps = map[string]any{"type": "object"}
 	}
 	return map[string]any{
-		"index_patterns": []string{index},
+		"index_patterns": []string{TemplatePattern(index)},
 		"priority":       200,
 		"template": map[string]any{
+			// A pod with hundreds of labels cannot reach these: labels,
+			// annotations and data are one field each (flat_object).
 			"settings": map[string]any{
 				"index.mapping.total_fields.limit": 2000,
 				"index.mapping.depth.limit":        20,
@@ -94,11 +96,12 @@ func IndexTemplateFor(index string, keys KeyMapping) map[string]any {
 
 // DeadLetterTemplate maps the dead-letter index: the rejected document is
 // kept as an unindexed string, so whatever broke the main mapping cannot
-// break this one.
+// break this one. Its priority is above the main template's, which may
+// match the dead-letter index too ("<name>-*" of a date pattern).
 func DeadLetterTemplate(index string) map[string]any {
 	return map[string]any{
 		"index_patterns": []string{index},
-		"priority":       200,
+		"priority":       210,
 		"template": map[string]any{
 			"mappings": map[string]any{
 				"dynamic": false,
@@ -131,9 +134,12 @@ func PutTemplate(ctx context.Context, client *opensearch.Client, name string, bo
 	return nil
 }
 
-// templateName derives a template name from an index name.
+// templateName derives a template name from an index name or date
+// pattern: "podlogs-eks-pod-logs" for both "eks-pod-logs" and
+// "eks-pod-logs-%Y.%m.%d", so that switching between the two replaces the
+// template instead of adding an overlapping one.
 func templateName(index string) string {
-	return "podlogs-" + strings.Trim(strings.NewReplacer("*", "", "%", "").Replace(index), "-.")
+	return "podlogs-" + strings.Trim(strings.ReplaceAll(TemplatePattern(index), "*", ""), "-._")
 }
 
 // do sends one request and returns the body of a 2xx answer, or an error
