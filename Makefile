@@ -158,9 +158,13 @@ fuzz: ## run each fuzz target for FUZZTIME
 bench-smoke: ## run every micro-benchmark once, so they never rot
 	$(GOTEST) -run '^$$' -bench . -benchtime 1x -short ./... >/dev/null
 
+# The benchmarks of issue 7, stage by stage, on this machine (starts its own
+# OpenSearch and JetStream): bench/RESULTS.md, plus raw output (benchstat)
+# and the end-to-end run's profiles in bench/out/. BENCHFLAGS: e.g.
+# -stages 3,5 to run some stages only.
 .PHONY: bench
-bench: ## micro-benchmarks with allocation counts
-	$(GOTEST) -run '^$$' -bench . -benchmem -count 1 ./internal/... ./forwarder/... ./aggregator/...
+bench: opensearch-dist kube-assets ## all benchmark stages: bench/RESULTS.md, raw output and profiles in bench/out/
+	go run ./bench/cmd/benchrun $(BENCHFLAGS)
 
 .PHONY: clean
 clean:
