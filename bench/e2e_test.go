@@ -18,6 +18,7 @@ import (
 
 	"github.com/podlogs/podlogs/internal/loggen"
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 )
 
 // Stage 5 of issue 7: the whole pipeline, lines written to files →
@@ -56,7 +57,7 @@ func BenchmarkE2E(b *testing.B) {
 	bins := buildBinaries(b)
 	index := ostest.Index(b)
 	srch := e2eSearch{url: osURL, index: index}
-	root := e2eDir(b, "pods")
+	root := proctest.TempDir(b, "pods")
 
 	// The backlog, before any process starts.
 	stats, err := loggen.Run(context.Background(), loggen.Config{
@@ -66,21 +67,21 @@ func BenchmarkE2E(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	listen, aggAdmin, fwdAdmin := freeAddr(b), freeAddr(b), freeAddr(b)
+	listen, aggAdmin, fwdAdmin := proctest.FreeAddr(b), proctest.FreeAddr(b), proctest.FreeAddr(b)
 	agg := startProc(b, bins, "aggregator", "aggregator",
-		"--id=bench-0", "--listen="+listen, "--admin-addr="+aggAdmin, "--data-dir="+e2eDir(b, "agg"),
+		"--id=bench-0", "--listen="+listen, "--admin-addr="+aggAdmin, "--data-dir="+proctest.TempDir(b, "agg"),
 		"--opensearch-url="+osURL, "--index="+index, "--enrichment=off", "--log.format=text", "--pprof")
-	waitReady(b, agg, aggAdmin)
+	agg.WaitReady(b, aggAdmin)
 
 	parent := b
 	var maxRate float64
 	var want int64 // documents expected in the index so far
-	var fwd *benchProc
+	var fwd *proctest.Proc
 	b.Run("max-rate", func(b *testing.B) {
 		b.Logf("dataset: stage=e2e seed=1 pods=%d lines=%d bytes=%d format=mixed mix=default", pods, stats.Lines, stats.Bytes)
 		profDir := srch.profileDir()
 		profSeconds := e2eEnvInt("PODLOGS_BENCH_PROFILE_SECONDS", 20)
-		agg0, err := procStats(agg.pid())
+		agg0, err := procStats(agg.Pid())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -88,9 +89,9 @@ func BenchmarkE2E(b *testing.B) {
 		start := time.Now()
 		// The forwarder belongs to the parent: it runs on for half-rate.
 		fwd = startProc(parent, bins, "forwarder", "forwarder",
-			"--pods-root="+root, "--data-dir="+e2eDir(parent, "fwd"), "--aggregator=dns:///"+listen,
+			"--pods-root="+root, "--data-dir="+proctest.TempDir(parent, "fwd"), "--aggregator=dns:///"+listen,
 			"--node-name=node-bench", "--admin-addr="+fwdAdmin, "--log.format=text", "--pprof")
-		waitReady(b, fwd, fwdAdmin)
+		fwd.WaitReady(b, fwdAdmin)
 		var profiles sync.WaitGroup
 		if profDir != "" {
 			for name, admin := range map[string]string{"aggregator": aggAdmin, "forwarder": fwdAdmin} {
@@ -104,8 +105,8 @@ func BenchmarkE2E(b *testing.B) {
 		elapsed := time.Since(start)
 		b.StopTimer()
 		cpu0.report(b, srch.cpu(b), elapsed)
-		aggS, err1 := procStats(agg.pid())
-		fwdS, err2 := procStats(fwd.pid())
+		aggS, err1 := procStats(agg.Pid())
+		fwdS, err2 := procStats(fwd.Pid())
 		if err1 != nil || err2 != nil {
 			b.Fatal(err1, err2)
 		}
@@ -172,8 +173,8 @@ func BenchmarkE2E(b *testing.B) {
 		rate := maxRate / 2
 		perPod := rate / pods
 		podLines := int64(perPod * float64(seconds))
-		fwd0, _ := procStats(fwd.pid())
-		agg0, _ := procStats(agg.pid())
+		fwd0, _ := procStats(fwd.Pid())
+		agg0, _ := procStats(agg.Pid())
 		cpu0 := srch.cpu(b)
 		b.ResetTimer()
 		start := time.Now()
@@ -181,7 +182,7 @@ func BenchmarkE2E(b *testing.B) {
 			fmt.Sprintf("--rate=%g", perPod), fmt.Sprintf("--lines=%d", podLines), "--log.format=text")
 
 		genEnd := make(chan time.Time, 1)
-		go func() { <-gen.done; genEnd <- time.Now() }() // ends with loggen
+		go func() { <-gen.Done(); genEnd <- time.Now() }() // ends with loggen
 
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(seconds)*time.Second)
 		defer cancel()
@@ -190,8 +191,8 @@ func BenchmarkE2E(b *testing.B) {
 		// CPU over the whole measured interval, probes' tail included.
 		cpu1, fwdS, aggS, elapsed := srch.cpu(b), e2eStatsNow(b, fwd), e2eStatsNow(b, agg), time.Since(start)
 		cpu0.report(b, cpu1, elapsed)
-		if gen.err != nil {
-			b.Fatalf("loggen: %v\n%s", gen.err, gen.tail(4000))
+		if gen.Err() != nil {
+			b.Fatalf("loggen: %v\n%s", gen.Err(), gen.Tail(4000))
 		}
 		genLines := e2eLoggenLines(b, gen)
 		want += genLines + int64(len(written.at))
@@ -215,14 +216,14 @@ func BenchmarkE2E(b *testing.B) {
 		b.Logf("dataset: stage=e2e-half-rate seed=2 pods=%d lines=%d rate=%.0f/s probes=%d", pods, genLines, rate, len(lat))
 	})
 	if fwd != nil {
-		fwd.stop(b)
+		fwd.Stop(b)
 	}
-	agg.stop(b)
+	agg.Stop(b)
 }
 
 // e2eStatsNow is procStats of p, failing the benchmark on an error.
-func e2eStatsNow(tb testing.TB, p *benchProc) procStat {
-	s, err := procStats(p.pid())
+func e2eStatsNow(tb testing.TB, p *proctest.Proc) procStat {
+	s, err := procStats(p.Pid())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -313,8 +314,8 @@ func (p *e2eProbes) latencies(b *testing.B) []time.Duration {
 }
 
 // e2eLoggenLines reads "lines=N" from loggen's last log line.
-func e2eLoggenLines(b *testing.B, gen *benchProc) int64 {
-	out, err := os.ReadFile(gen.out)
+func e2eLoggenLines(b *testing.B, gen *proctest.Proc) int64 {
+	out, err := os.ReadFile(gen.Out)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -532,14 +533,6 @@ func e2eFetch(tb testing.TB, admin, path, file string) {
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		tb.Error(err)
 	}
-}
-
-func e2eDir(tb testing.TB, name string) string {
-	d := filepath.Join(tb.TempDir(), name)
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	return d
 }
 
 func e2eEnvInt(name string, def int) int {

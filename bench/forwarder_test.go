@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/podlogs/podlogs/internal/loggen"
+	"github.com/podlogs/podlogs/internal/proctest"
 	"github.com/podlogs/podlogs/internal/repo"
 )
 
@@ -59,7 +60,7 @@ func BenchmarkForwarderBacklog(b *testing.B) {
 			b.Fatal(err)
 		}
 		p, admin := fwdStart(b, bin, root, addr)
-		before, err := procStats(p.pid())
+		before, err := procStats(p.Pid())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -69,14 +70,14 @@ func BenchmarkForwarderBacklog(b *testing.B) {
 			b.Fatal(err)
 		}
 		fwdWaitRecords(b, p, srv.records.Load, base+records, 10*time.Minute)
-		after, err := procStats(p.pid())
+		after, err := procStats(p.Pid())
 		if err != nil {
 			b.Fatal(err)
 		}
 		allocBytes = int64(fwdMetric(b, admin, "go_memstats_alloc_bytes_total") - alloc0)
 		fwdCPU = after.CPU - before.CPU
 		hwm = after.HWM
-		p.stop(b)
+		p.Stop(b)
 		// Move the tree back for the next iteration (and the next floor run).
 		if err := fwdMoveIn(root, src); err != nil {
 			b.Fatal(err)
@@ -177,9 +178,9 @@ func fwdMoveIn(from, to string) error {
 // fwdStart starts a forwarder over root sending to addr, with the defaults
 // of a DaemonSet otherwise, and waits until it is connected. It returns the
 // process and its admin address.
-func fwdStart(tb testing.TB, bin, root, addr string, extra ...string) (*benchProc, string) {
+func fwdStart(tb testing.TB, bin, root, addr string, extra ...string) (*proctest.Proc, string) {
 	tb.Helper()
-	admin := freeAddr(tb)
+	admin := proctest.FreeAddr(tb)
 	args := append([]string{
 		"--pods-root", root,
 		"--data-dir", tb.TempDir(),
@@ -189,7 +190,7 @@ func fwdStart(tb testing.TB, bin, root, addr string, extra ...string) (*benchPro
 		"--log.level", "warn",
 	}, extra...)
 	p := startProc(tb, bin, "forwarder", "forwarder", args...)
-	waitReady(tb, p, admin)
+	p.WaitReady(tb, admin)
 	return p, admin
 }
 
@@ -219,7 +220,7 @@ func fwdMetric(tb testing.TB, admin, name string) float64 {
 // fwdWaitRecords waits until count() reaches want, polling every
 // millisecond (the resolution of the lags measured with it), and returns
 // when it did.
-func fwdWaitRecords(tb testing.TB, p *benchProc, count func() int64, want int64, timeout time.Duration) time.Time {
+func fwdWaitRecords(tb testing.TB, p *proctest.Proc, count func() int64, want int64, timeout time.Duration) time.Time {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -231,8 +232,8 @@ func fwdWaitRecords(tb testing.TB, p *benchProc, count func() int64, want int64,
 			return time.Now()
 		}
 		select {
-		case <-p.done:
-			tb.Fatalf("forwarder exited (%v) after %d of %d records", p.err, n, want)
+		case <-p.Done():
+			tb.Fatalf("forwarder exited (%v) after %d of %d records", p.Err(), n, want)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -348,7 +349,7 @@ func fwdLiveTail(b *testing.B, bin string, files, rate int, dur, quiet time.Dura
 	fwdWaitRecords(b, p, srv.records.Load, total, time.Minute)
 
 	gen := &fwdGenerator{files: tree.files[:files], rate: rate}
-	before, err := procStats(p.pid())
+	before, err := procStats(p.Pid())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -358,7 +359,7 @@ func fwdLiveTail(b *testing.B, bin string, files, rate int, dur, quiet time.Dura
 		b.Fatal(err)
 	}
 	wall := time.Since(start)
-	after, err := procStats(p.pid())
+	after, err := procStats(p.Pid())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -379,7 +380,7 @@ func fwdLiveTail(b *testing.B, bin string, files, rate int, dur, quiet time.Dura
 		b.Fatal(err)
 	}
 	r.quietLag = fwdWaitRecords(b, p, srv.records.Load, total+1, time.Minute).Sub(wrote)
-	p.stop(b)
+	p.Stop(b)
 	return r
 }
 
@@ -452,12 +453,12 @@ func BenchmarkForwarderMemory(b *testing.B) {
 					b.Fatal(err)
 				}
 				fwdWaitRecords(b, p, srv.records.Load, total+written, time.Minute)
-				st, err := procStats(p.pid())
+				st, err := procStats(p.Pid())
 				if err != nil {
 					b.Fatal(err)
 				}
 				rss, hwm = st.RSS, st.HWM
-				p.stop(b)
+				p.Stop(b)
 			}
 			b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
 			b.ReportMetric(float64(hwm)/(1<<20), "hwm-MiB")

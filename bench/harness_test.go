@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,13 +10,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 	"github.com/podlogs/podlogs/internal/repo"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
@@ -129,109 +128,10 @@ func procStats(pid int) (procStat, error) {
 	return s, nil
 }
 
-// benchProc is a running binary of buildBinaries whose output goes to a
-// file, shown (its tail) when the benchmark fails.
-type benchProc struct {
-	name string
-	cmd  *exec.Cmd
-	out  string
-	done chan struct{}
-	err  error
-}
-
-// startProc starts bin (a name in dir) with args; the process is killed at
-// the end of the benchmark unless stopped before. Pdeathsig kills it if the
-// test binary dies first.
-func startProc(tb testing.TB, dir, name, bin string, args ...string) *benchProc {
+// startProc starts bin, a binary in dir, with args; see proctest.Start.
+func startProc(tb testing.TB, dir, name, bin string, args ...string) *proctest.Proc {
 	tb.Helper()
-	out := filepath.Join(tb.TempDir(), name+".log")
-	f, err := os.Create(out)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(dir, bin), args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		tb.Fatalf("start %s: %v", name, err)
-	}
-	p := &benchProc{name: name, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { // ends when the process does; kill ensures it does
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	tb.Cleanup(func() {
-		p.kill()
-		if tb.Failed() {
-			tb.Logf("--- %s output (tail) ---\n%s", name, p.tail(8000))
-		}
-	})
-	return p
-}
-
-func (p *benchProc) pid() int { return p.cmd.Process.Pid }
-
-func (p *benchProc) tail(n int) []byte {
-	b, _ := os.ReadFile(p.out)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return b
-}
-
-// stop sends SIGTERM and waits up to a minute for the exit.
-func (p *benchProc) stop(tb testing.TB) {
-	tb.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(time.Minute):
-		tb.Fatalf("%s did not stop within a minute of SIGTERM", p.name)
-	}
-}
-
-func (p *benchProc) kill() {
-	select {
-	case <-p.done:
-	default:
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// freeAddr returns a loopback address free a moment ago.
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitReady polls the admin /readyz of p until it answers 200.
-func waitReady(tb testing.TB, p *benchProc, adminAddr string) {
-	tb.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			tb.Fatalf("%s exited during start-up (%v):\n%s", p.name, p.err, p.tail(8000))
-		default:
-		}
-		resp, err := http.Get("http://" + adminAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	tb.Fatalf("%s not ready within a minute", p.name)
+	return proctest.Start(tb, name, exec.Command(filepath.Join(dir, bin), args...))
 }
 
 // discardServer is an aggregator that acknowledges every batch at once and

@@ -10,6 +10,7 @@ import (
 
 	"github.com/podlogs/podlogs/internal/loggen"
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 )
 
 // TestE2EForwarderSIGKILL kills the forwarder at 20 random moments while
@@ -22,9 +23,9 @@ func TestE2EForwarderSIGKILL(t *testing.T) {
 		t.Skip("long end-to-end test")
 	}
 	osURL, index := ostest.URL(t), ostest.Index(t)
-	root := tempDir(t, "pods")
-	fwdDir := tempDir(t, "fwd")
-	agg := startAggregator(t, "aggregator-0", tempDir(t, "agg"), osURL, index, freeAddr(t))
+	root := proctest.TempDir(t, "pods")
+	fwdDir := proctest.TempDir(t, "fwd")
+	agg := startAggregator(t, "aggregator-0", proctest.TempDir(t, "agg"), osURL, index, proctest.FreeAddr(t))
 
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -59,7 +60,7 @@ func TestE2EForwarderSIGKILL(t *testing.T) {
 	fwd := startForwarder(t, "forwarder-0", root, fwdDir, agg.listen)
 	for k := range kills {
 		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
-		fwd.kill() // SIGKILL: no flush, no final checkpoint
+		fwd.Kill() // SIGKILL: no flush, no final checkpoint
 		fwd = startForwarder(t, fmt.Sprintf("forwarder-%d", k+1), root, fwdDir, agg.listen)
 	}
 	wg.Wait()

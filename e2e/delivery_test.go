@@ -19,6 +19,7 @@ import (
 	"github.com/podlogs/podlogs/internal/natsproc"
 	"github.com/podlogs/podlogs/internal/osnode"
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 )
 
 // Delivery under failure (issue 5): OpenSearch down for minutes, a full
@@ -29,24 +30,24 @@ import (
 // startFastAggregator starts a non-race aggregator and waits until it is ready.
 func startFastAggregator(t *testing.T, bins, name, osURL, index string, extra ...string) *aggregator {
 	t.Helper()
-	admin, listen := freeAddr(t), freeAddr(t)
+	admin, listen := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	p := startFrom(t, bins, name, append([]string{
-		"--id=" + name, "--listen=" + listen, "--admin-addr=" + admin, "--data-dir=" + tempDir(t, name),
+		"--id=" + name, "--listen=" + listen, "--admin-addr=" + admin, "--data-dir=" + proctest.TempDir(t, name),
 		"--opensearch-url=" + osURL, "--index=" + index, "--flush-interval=100ms", "--log.format=text",
 		"--shutdown-grace=20s", "--nats-poll-interval=1s"}, extra...)...)
-	waitReady(t, p, admin)
-	return &aggregator{proc: p, listen: listen, admin: admin}
+	p.WaitReady(t, admin)
+	return &aggregator{Proc: p, listen: listen, admin: admin}
 }
 
 // startFastForwarder starts a non-race forwarder; it returns its admin address.
-func startFastForwarder(t *testing.T, bins, name, root, aggregatorAddr string) (*proc, string) {
+func startFastForwarder(t *testing.T, bins, name, root, aggregatorAddr string) (*proctest.Proc, string) {
 	t.Helper()
-	admin := freeAddr(t)
+	admin := proctest.FreeAddr(t)
 	p := startFrom(t, bins, name,
-		"--pods-root="+root, "--data-dir="+tempDir(t, name), "--aggregator=dns:///"+aggregatorAddr,
+		"--pods-root="+root, "--data-dir="+proctest.TempDir(t, name), "--aggregator=dns:///"+aggregatorAddr,
 		"--node-name=node-e2e", "--admin-addr="+admin, "--scan-interval=200ms", "--poll-interval=50ms",
 		"--batch-linger=50ms", "--log.format=text", "--shutdown-grace=20s")
-	waitReady(t, p, admin)
+	p.WaitReady(t, admin)
 	return p, admin
 }
 
@@ -129,7 +130,7 @@ func TestE2EOpenSearchOutage(t *testing.T) {
 	osURL, index := node.URL(), "eks-pod-logs-outage"
 	bins := fastBinaries(t)
 	agg := startFastAggregator(t, bins, "aggregator-0", osURL, index)
-	root := tempDir(t, "pods")
+	root := proctest.TempDir(t, "pods")
 	_, fwdAdmin := startFastForwarder(t, bins, "forwarder-0", root, agg.listen)
 	begin := time.Now()
 	written := writePods(t, root, "outage", pods, perPod, rate)
@@ -198,7 +199,7 @@ func TestE2EStreamFull(t *testing.T) {
 	}
 	bins := fastBinaries(t)
 	agg := startFastAggregator(t, bins, "aggregator-0", osURL, index, fmt.Sprintf("--nats-stream-max-bytes=%d", maxBytes))
-	root := tempDir(t, "pods")
+	root := proctest.TempDir(t, "pods")
 	_, fwdAdmin := startFastForwarder(t, bins, "forwarder-0", root, agg.listen)
 	written := writePods(t, root, "full", pods, perPod, 0)
 	<-written
@@ -249,7 +250,7 @@ func TestE2ENATSServerRestart(t *testing.T) {
 	osURL, index := ostest.URL(t), ostest.Index(t)
 	bins := fastBinaries(t)
 	agg := startFastAggregator(t, bins, "aggregator-0", osURL, index, "--nats-url="+nats.URL())
-	root := tempDir(t, "pods")
+	root := proctest.TempDir(t, "pods")
 	_, fwdAdmin := startFastForwarder(t, bins, "forwarder-0", root, agg.listen)
 	written := writePods(t, root, "natsrestart", pods, perPod, rate)
 	s := search{url: osURL, index: index}
@@ -299,7 +300,7 @@ func TestE2EAggregatorReplicaSIGKILL(t *testing.T) {
 	common := []string{"--nats-url=" + nats.URL(), "--nats-ack-wait=30s", "--bulk-docs=500"}
 	a := startFastAggregator(t, bins, "aggregator-a", osURL, index, common...)
 	b := startFastAggregator(t, bins, "aggregator-b", slow.URL, index, append(common, "--bulk-workers=4")...)
-	root := tempDir(t, "pods")
+	root := proctest.TempDir(t, "pods")
 	_, fwdAdmin := startFastForwarder(t, bins, "forwarder-0", root, a.listen)
 	written := writePods(t, root, "replicakill", pods, perPod, rate)
 
@@ -310,7 +311,7 @@ func TestE2EAggregatorReplicaSIGKILL(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	b.kill()
+	b.Kill()
 	s := search{url: osURL, index: index}
 	t.Logf("replica b SIGKILLed with %d bulk answers held; %d documents indexed", held.Load(), s.count(t))
 	<-written

@@ -21,6 +21,7 @@ import (
 	"github.com/podlogs/podlogs/internal/kubetest"
 	"github.com/podlogs/podlogs/internal/loggen"
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 
@@ -144,7 +145,7 @@ func TestE2EEnrichmentFromKubernetes(t *testing.T) {
 	client := kubernetes.NewForConfigOrDie(kubetest.Config(t))
 	ns := kubetest.Namespace(t, client, map[string]string{"team": "shop"})
 	s := search{url: ostest.URL(t), index: ostest.Index(t)}
-	root := tempDir(t, "pods")
+	root := proctest.TempDir(t, "pods")
 
 	web := kubePod(t, client, ns, "web-1", "node-e2e", map[string]string{"app": "web", "app.kubernetes.io/name": "web", "version": "1"},
 		map[string]string{"prometheus.io/scrape": "true"})
@@ -153,9 +154,9 @@ func TestE2EEnrichmentFromKubernetes(t *testing.T) {
 	quiet := kubePod(t, client, ns, "quiet-1", "node-e2e", nil, map[string]string{"podlogs.io/exclude": "true"})
 	webF, apiF, quietF := openPodFile(t, root, web), openPodFile(t, root, api), openPodFile(t, root, quiet)
 
-	agg := startAggregator(t, "aggregator-0", tempDir(t, "agg"), s.url, s.index, freeAddr(t),
+	agg := startAggregator(t, "aggregator-0", proctest.TempDir(t, "agg"), s.url, s.index, proctest.FreeAddr(t),
 		"--kubeconfig="+kc, "--enrich-namespace-labels", "--enrich-tombstone-ttl=10m")
-	fwdData := tempDir(t, "fwd")
+	fwdData := proctest.TempDir(t, "fwd")
 	fwd := startForwarder(t, "forwarder-0", root, fwdData, agg.listen)
 
 	webF.write(t, "web line 1", "web line 2")
@@ -214,7 +215,7 @@ func TestE2EEnrichmentFromKubernetes(t *testing.T) {
 
 	// Deleted pod: the forwarder is down while the last lines are written
 	// and the pod is deleted; it reads them afterwards.
-	fwd.stop(t)
+	fwd.StopClean(t)
 	webF.write(t, "web line 4 before delete", "web line 5 before delete")
 	if err := client.CoreV1().Pods(ns).Delete(context.Background(), "web-1", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
 		t.Fatal(err)
@@ -266,7 +267,7 @@ func TestE2EAPILoad(t *testing.T) {
 
 	var aggs []*aggregator
 	for i := range 3 {
-		aggs = append(aggs, startAggregator(t, fmt.Sprintf("aggregator-%d", i), tempDir(t, fmt.Sprintf("agg%d", i)), s.url, s.index, freeAddr(t),
+		aggs = append(aggs, startAggregator(t, fmt.Sprintf("aggregator-%d", i), proctest.TempDir(t, fmt.Sprintf("agg%d", i)), s.url, s.index, proctest.FreeAddr(t),
 			"--kubeconfig="+kc, "--enrich-miss-wait=200ms"))
 	}
 	if w := podWatches(kubetest.Metrics(t)) - baseline; w != 3 {

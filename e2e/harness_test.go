@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,12 +13,12 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/podlogs/podlogs/internal/kubetest"
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 )
 
 var (
@@ -48,16 +47,7 @@ func TestMain(m *testing.M) {
 	kubetest.Stop()
 }
 
-// proc is a running binary whose output goes to a file shown on failure.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  string
-	done chan struct{}
-	err  error
-}
-
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t *testing.T, name string, args ...string) *proctest.Proc {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -88,121 +78,41 @@ func fastBinaries(t *testing.T) string {
 	return fastDir
 }
 
-func startFrom(t *testing.T, dir, name string, args ...string) *proc {
+// startFrom starts the binary of dir that name begins with (name
+// "aggregator-1" is dir/aggregator) with args, the race detector halting it
+// at its first report.
+func startFrom(t *testing.T, dir, name string, args ...string) *proctest.Proc {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := strings.SplitN(name, "-", 2)[0]
 	cmd := exec.Command(filepath.Join(dir, bin), args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(out)
-			if len(b) > 8000 {
-				b = b[len(b)-8000:]
-			}
-			t.Logf("--- %s output (tail) ---\n%s", name, b)
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not stop within 60s of SIGTERM", p.name)
-	}
-	if p.err != nil {
-		b, _ := os.ReadFile(p.out)
-		t.Fatalf("%s exited with %v:\n%s", p.name, p.err, b)
-	}
-}
-
-func (p *proc) kill() {
-	select {
-	case <-p.done:
-	default:
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// waitReady polls an admin /readyz until it answers 200.
-func waitReady(t *testing.T, p *proc, adminAddr string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			b, _ := os.ReadFile(p.out)
-			t.Fatalf("%s exited during start-up (%v):\n%s", p.name, p.err, b)
-		default:
-		}
-		resp, err := http.Get("http://" + adminAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready within 60s", p.name)
+	return proctest.Start(t, name, cmd)
 }
 
 type aggregator struct {
-	*proc
+	*proctest.Proc
 	listen, admin string
 }
 
 func startAggregator(t *testing.T, name, dataDir, osURL, index, listen string, extra ...string) *aggregator {
 	t.Helper()
-	admin := freeAddr(t)
+	admin := proctest.FreeAddr(t)
 	p := start(t, name, append([]string{
 		"--id=" + name, "--listen=" + listen, "--admin-addr=" + admin, "--data-dir=" + dataDir,
 		"--opensearch-url=" + osURL, "--index=" + index, "--flush-interval=100ms", "--log.format=text",
 		"--shutdown-grace=20s"}, extra...)...)
-	waitReady(t, p, admin)
-	return &aggregator{proc: p, listen: listen, admin: admin}
+	p.WaitReady(t, admin)
+	return &aggregator{Proc: p, listen: listen, admin: admin}
 }
 
-func startForwarder(t *testing.T, name, podsRoot, dataDir, aggregatorAddr string) *proc {
+func startForwarder(t *testing.T, name, podsRoot, dataDir, aggregatorAddr string) *proctest.Proc {
 	t.Helper()
-	admin := freeAddr(t)
+	admin := proctest.FreeAddr(t)
 	p := start(t, name,
 		"--pods-root="+podsRoot, "--data-dir="+dataDir, "--aggregator=dns:///"+aggregatorAddr,
 		"--node-name=node-e2e", "--admin-addr="+admin, "--scan-interval=200ms", "--poll-interval=50ms",
 		"--batch-linger=50ms", "--log.format=text", "--shutdown-grace=20s")
-	waitReady(t, p, admin)
+	p.WaitReady(t, admin)
 	return p
 }
 
@@ -321,13 +231,4 @@ func (s search) all(t *testing.T) []doc {
 		}
 		after = r.Hits.Hits[len(r.Hits.Hits)-1].Sort
 	}
-}
-
-// tempDir is t.TempDir with a readable name for process logs.
-func tempDir(t *testing.T, name string) string {
-	d := filepath.Join(t.TempDir(), name)
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/podlogs/podlogs/internal/loggen"
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 )
 
 // written is one line as the test wrote it.
@@ -114,12 +115,12 @@ func (ps *podSet) check(t *testing.T, s search) {
 
 func TestE2EEveryLineOnce(t *testing.T) {
 	osURL, index := ostest.URL(t), ostest.Index(t)
-	root := tempDir(t, "pods")
+	root := proctest.TempDir(t, "pods")
 	ps := newPodSet(t, root, 20)
 	ps.write(t, 0, 500)
 
-	agg := startAggregator(t, "aggregator-0", tempDir(t, "agg"), osURL, index, freeAddr(t))
-	startForwarder(t, "forwarder-0", root, tempDir(t, "fwd"), agg.listen)
+	agg := startAggregator(t, "aggregator-0", proctest.TempDir(t, "agg"), osURL, index, proctest.FreeAddr(t))
+	startForwarder(t, "forwarder-0", root, proctest.TempDir(t, "fwd"), agg.listen)
 
 	s := search{url: osURL, index: index}
 	s.waitCount(t, 10000, 3*time.Minute)
@@ -131,9 +132,9 @@ func TestE2EEveryLineOnce(t *testing.T) {
 
 func TestE2ERestartsMidRun(t *testing.T) {
 	osURL, index := ostest.URL(t), ostest.Index(t)
-	root := tempDir(t, "pods")
-	aggDir, fwdDir := tempDir(t, "agg"), tempDir(t, "fwd")
-	listen := freeAddr(t)
+	root := proctest.TempDir(t, "pods")
+	aggDir, fwdDir := proctest.TempDir(t, "agg"), proctest.TempDir(t, "fwd")
+	listen := proctest.FreeAddr(t)
 	ps := newPodSet(t, root, 20)
 	ps.write(t, 0, 300)
 
@@ -145,8 +146,8 @@ func TestE2ERestartsMidRun(t *testing.T) {
 	for s.count(t) < 1000 {
 		time.Sleep(20 * time.Millisecond)
 	}
-	fwd.stop(t)
-	agg.stop(t)
+	fwd.StopClean(t)
+	agg.StopClean(t)
 	t.Logf("stopped with %d documents indexed", s.count(t))
 
 	ps.write(t, 300, 400) // written while nothing runs
@@ -155,9 +156,9 @@ func TestE2ERestartsMidRun(t *testing.T) {
 	ps.write(t, 400, 450)
 
 	// Restart the forwarder alone, then the aggregator alone, while lines flow.
-	fwd.stop(t)
+	fwd.StopClean(t)
 	startForwarder(t, "forwarder-2", root, fwdDir, agg.listen)
-	agg.stop(t)
+	agg.StopClean(t)
 	ps.write(t, 450, 500)
 	startAggregator(t, "aggregator-2", aggDir, osURL, index, listen)
 

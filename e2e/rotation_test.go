@@ -17,6 +17,7 @@ import (
 
 	"github.com/podlogs/podlogs/internal/loggen"
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 )
 
 // TestE2ERotationUnderLoad writes fast into 10 pods' files while kubelet-
@@ -60,8 +61,8 @@ func TestE2ERotationUnderLoad(t *testing.T) {
 		}
 	}
 	compareLines(t, want, got, stats.Lines, fwdAdmin)
-	fwd.stop(t)
-	agg.stop(t)
+	fwd.StopClean(t)
+	agg.StopClean(t)
 }
 
 // TestE2ERotationThroughOpenSearch is the same shape at 1,000 lines/s per pod
@@ -88,13 +89,13 @@ func TestE2ERotationThroughOpenSearch(t *testing.T) {
 
 // startLoadPipeline starts an aggregator (ingest only, unless aggArgs say
 // where to write) and a forwarder from bins.
-func startLoadPipeline(t *testing.T, bins string, aggArgs ...string) (agg, fwd *proc, root, natsAddr, fwdAdmin string) {
+func startLoadPipeline(t *testing.T, bins string, aggArgs ...string) (agg, fwd *proctest.Proc, root, natsAddr, fwdAdmin string) {
 	t.Helper()
-	root = tempDir(t, "pods")
-	natsAddr = freeAddr(t)
-	listen, aggAdmin := freeAddr(t), freeAddr(t)
-	fwdAdmin = freeAddr(t)
-	args := []string{"--id=aggregator-0", "--listen=" + listen, "--admin-addr=" + aggAdmin, "--data-dir=" + tempDir(t, "agg"),
+	root = proctest.TempDir(t, "pods")
+	natsAddr = proctest.FreeAddr(t)
+	listen, aggAdmin := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	fwdAdmin = proctest.FreeAddr(t)
+	args := []string{"--id=aggregator-0", "--listen=" + listen, "--admin-addr=" + aggAdmin, "--data-dir=" + proctest.TempDir(t, "agg"),
 		"--nats-embedded-listen=" + natsAddr, "--nats-stream-max-bytes=8589934592", "--log.format=text"}
 	if len(aggArgs) == 0 {
 		args = append(args, "--bulk-workers=0")
@@ -102,11 +103,11 @@ func startLoadPipeline(t *testing.T, bins string, aggArgs ...string) (agg, fwd *
 		args = append(args, aggArgs...)
 	}
 	agg = startFrom(t, bins, "aggregator-0", args...)
-	waitReady(t, agg, aggAdmin)
+	agg.WaitReady(t, aggAdmin)
 	fwd = startFrom(t, bins, "forwarder-0",
-		"--pods-root="+root, "--data-dir="+tempDir(t, "fwd"), "--aggregator=dns:///"+listen,
+		"--pods-root="+root, "--data-dir="+proctest.TempDir(t, "fwd"), "--aggregator=dns:///"+listen,
 		"--node-name=node-e2e", "--admin-addr="+fwdAdmin, "--log.format=text")
-	waitReady(t, fwd, fwdAdmin)
+	fwd.WaitReady(t, fwdAdmin)
 	return agg, fwd, root, natsAddr, fwdAdmin
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/podlogs/podlogs/internal/loggen"
 	"github.com/podlogs/podlogs/internal/natstest"
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 )
 
 // TestScaling runs 8 forwarders streaming to 2 aggregators behind one DNS
@@ -47,18 +48,18 @@ func TestScaling(t *testing.T) {
 	dns := startDNS(t, "aggregators.podlogs.test.")
 
 	type agg struct {
-		*proc
+		*proctest.Proc
 		ip, admin string
 	}
 	startAgg := func(i int) *agg {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
-		admin := freeAddr(t)
+		admin := proctest.FreeAddr(t)
 		name := fmt.Sprintf("aggregator-%d", i)
 		p := startFrom(t, bins, name, "--id="+name, "--listen="+net.JoinHostPort(ip, port), "--admin-addr="+admin,
-			"--data-dir="+tempDir(t, name), "--nats-url="+ns.ClientURL(), "--opensearch-url="+osURL, "--index="+s.index,
+			"--data-dir="+proctest.TempDir(t, name), "--nats-url="+ns.ClientURL(), "--opensearch-url="+osURL, "--index="+s.index,
 			"--flush-interval=100ms", "--max-connection-age="+age.String(), "--shutdown-grace=10s", "--log.format=text")
-		waitReady(t, p, admin)
-		return &agg{proc: p, ip: ip, admin: admin}
+		p.WaitReady(t, admin)
+		return &agg{Proc: p, ip: ip, admin: admin}
 	}
 	acked := func(a *agg) float64 {
 		return metric(t, "http://"+a.admin+"/metrics", "podlogs_aggregator_records_acked_total")
@@ -74,9 +75,9 @@ func TestScaling(t *testing.T) {
 	defer stopWriting()
 	var written atomic.Int64
 	var wg sync.WaitGroup
-	var fwds []*proc
+	var fwds []*proctest.Proc
 	for i := range forwarders {
-		root := tempDir(t, fmt.Sprintf("pods-%d", i))
+		root := proctest.TempDir(t, fmt.Sprintf("pods-%d", i))
 		w, err := loggen.OpenFile(filepath.Join(root, fmt.Sprintf("ui_ui-%d_3f0e6c5a-0d3b-4a8e-9a51-%012d/ui/0.log", i, i)), loggen.FormatCRI, loggen.FileOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -101,12 +102,12 @@ func TestScaling(t *testing.T) {
 				}
 			}
 		})
-		admin := freeAddr(t)
+		admin := proctest.FreeAddr(t)
 		name := fmt.Sprintf("forwarder-%d", i)
-		p := startFrom(t, bins, name, "--pods-root="+root, "--data-dir="+tempDir(t, name),
+		p := startFrom(t, bins, name, "--pods-root="+root, "--data-dir="+proctest.TempDir(t, name),
 			"--aggregator=dns://"+dns.addr+"/aggregators.podlogs.test:"+port, "--node-name=node-"+fmt.Sprint(i),
 			"--admin-addr="+admin, "--batch-linger=50ms", "--log.format=text")
-		waitReady(t, p, admin)
+		p.WaitReady(t, admin)
 		fwds = append(fwds, p)
 	}
 	time.Sleep(2 * time.Second)
@@ -141,19 +142,19 @@ func TestScaling(t *testing.T) {
 	}
 	var shares []string
 	for i := range aggs {
-		shares = append(shares, fmt.Sprintf("%s %.1f%%", aggs[i].name, 100*delta[i]/total))
+		shares = append(shares, fmt.Sprintf("%s %.1f%%", aggs[i].Name, 100*delta[i]/total))
 	}
 	t.Logf("new replicas had streams %s after scaling out; records acknowledged over %s: %.0f, %s",
 		found.Round(time.Second), window, total, strings.Join(shares, ", "))
 	for _, i := range []int{2, 3} {
 		if delta[i]/total < 0.20 {
-			t.Errorf("new replica %s carried %.1f%% of the records, want at least 20%%", aggs[i].name, 100*delta[i]/total)
+			t.Errorf("new replica %s carried %.1f%% of the records, want at least 20%%", aggs[i].Name, 100*delta[i]/total)
 		}
 	}
 
 	// Scale in: one replica stops gracefully while lines keep coming; its
 	// forwarders resend elsewhere.
-	aggs[1].stop(t)
+	aggs[1].StopClean(t)
 	dns.set(aggs[0].ip, aggs[2].ip, aggs[3].ip)
 	time.Sleep(3 * time.Second)
 	stopWriting()
@@ -172,7 +173,7 @@ func TestScaling(t *testing.T) {
 		t.Fatalf("%d distinct lines stored, %d written", len(seen), written.Load())
 	}
 	for _, p := range fwds {
-		p.stop(t)
+		p.StopClean(t)
 	}
 }
 
@@ -180,7 +181,7 @@ func TestScaling(t *testing.T) {
 func freePortOn(t *testing.T, ips ...string) string {
 	t.Helper()
 	for range 50 {
-		_, port, _ := net.SplitHostPort(freeAddr(t))
+		_, port, _ := net.SplitHostPort(proctest.FreeAddr(t))
 		ok := true
 		for _, ip := range ips {
 			ln, err := net.Listen("tcp", net.JoinHostPort(ip, port))

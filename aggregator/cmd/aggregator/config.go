@@ -109,17 +109,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.ConsumerName, "nats-consumer", "opensearch", "durable consumer shared by the bulk writers of every replica")
 	fs.IntVar(&c.MaxAckPending, "nats-max-ack-pending", 20000, "documents delivered to writers and not yet acked, at most")
 	fs.DurationVar(&c.AckWait, "nats-ack-wait", 2*time.Minute, "redeliver a document not acked within this time; must exceed the slowest bulk request")
-	fs.StringVar(&c.OpenSearchURL, "opensearch-url", "http://localhost:9200", "OpenSearch URL")
-	fs.StringVar(&c.OpenSearchUser, "opensearch-user", "", "OpenSearch basic auth user")
-	fs.StringVar(&c.OpenSearchPassword, "opensearch-password", "", "OpenSearch basic auth password (prefer $PODLOGS_OPENSEARCH_PASSWORD or --opensearch-password-file; never logged)")
-	fs.StringVar(&c.OpenSearchPassFile, "opensearch-password-file", "", "file holding the OpenSearch basic auth password (a mounted Secret)")
-	fs.StringVar(&c.OpenSearchCA, "opensearch-ca", "", "PEM bundle of the CAs that sign OpenSearch's certificate (default: the system's)")
-	fs.StringVar(&c.OpenSearchCert, "opensearch-cert", "", "client certificate (PEM) for OpenSearch, with --opensearch-key")
-	fs.StringVar(&c.OpenSearchKey, "opensearch-key", "", "client certificate key (PEM) for OpenSearch")
-	fs.BoolVar(&c.OpenSearchInsecure, "opensearch-insecure", false, "do not verify OpenSearch's certificate (tests only: anyone on the path can read and change the logs)")
-	fs.StringVar(&c.AWSRegion, "aws-region", "", "AWS region of an Amazon OpenSearch Service domain; set, requests are signed with SigV4 (credentials from the default AWS chain: env, IRSA, instance role)")
-	fs.BoolVar(&c.AWSAuth, "opensearch-aws-auth", false, "sign requests with AWS SigV4 (implied by --aws-region; the region then comes from $AWS_REGION)")
-	fs.StringVar(&c.AWSService, "opensearch-aws-service", "es", "SigV4 service name: es (OpenSearch Service) or aoss (Serverless)")
+	c.openSearchFlags(fs)
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", 50, "a document OpenSearch refuses with 429/5xx on its Nth delivery goes to the dead-letter index (0: retry forever)")
 	fs.DurationVar(&c.NATSPollInterval, "nats-poll-interval", 5*time.Second, "how often stream size and consumer lag are read for the metrics")
 	fs.StringVar(&c.Index, "index", "eks-pod-logs", "index documents are written to; %Y %m %d %H make it a pattern, filled from each document's @timestamp (UTC): eks-pod-logs-%Y.%m.%d")
@@ -131,7 +121,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.BulkWorkers, "bulk-workers", 2, "concurrent bulk requests per replica; 0 makes an ingest-only replica that leaves writing to others")
 	fs.IntVar(&c.BulkDocs, "bulk-docs", 2000, "documents per bulk request, at most")
 	fs.IntVar(&c.BulkBytes, "bulk-bytes", 5<<20, "bulk request body size, at most (one larger document still goes alone)")
-	fs.DurationVar(&c.FlushInterval, "flush-interval", 500*time.Millisecond, "longest wait to fill a bulk request")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 200*time.Millisecond, "longest wait to fill a bulk request, from its first document (part of the written→searchable latency, with the index refresh)")
 	fs.StringVar(&c.Enrichment, "enrichment", "auto", "Kubernetes metadata: auto (in-cluster config, or --kubeconfig; without either, from file paths only) or off")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file for the Kubernetes API (empty: in-cluster config when running in a pod)")
 	fs.BoolVar(&c.EnrichLabels, "enrich-labels", true, "add the pod's labels (kubernetes.labels)")
@@ -157,7 +147,33 @@ func parseConfig(args []string) (config, error) {
 	if err := envflag.Parse(fs, args, nil); err != nil {
 		return c, err
 	}
-	if c.DeadLetterIndex == "" {
+	if err := c.settleOpenSearch(); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+// openSearchFlags registers how OpenSearch is reached: the aggregator's
+// flags, and `aggregator report`'s by the same names (so that both find
+// OpenSearch through the same PODLOGS_* variables).
+func (c *config) openSearchFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.OpenSearchURL, "opensearch-url", "http://localhost:9200", "OpenSearch URL")
+	fs.StringVar(&c.OpenSearchUser, "opensearch-user", "", "OpenSearch basic auth user")
+	fs.StringVar(&c.OpenSearchPassword, "opensearch-password", "", "OpenSearch basic auth password (prefer $PODLOGS_OPENSEARCH_PASSWORD or --opensearch-password-file; never logged)")
+	fs.StringVar(&c.OpenSearchPassFile, "opensearch-password-file", "", "file holding the OpenSearch basic auth password (a mounted Secret)")
+	fs.StringVar(&c.OpenSearchCA, "opensearch-ca", "", "PEM bundle of the CAs that sign OpenSearch's certificate (default: the system's)")
+	fs.StringVar(&c.OpenSearchCert, "opensearch-cert", "", "client certificate (PEM) for OpenSearch, with --opensearch-key")
+	fs.StringVar(&c.OpenSearchKey, "opensearch-key", "", "client certificate key (PEM) for OpenSearch")
+	fs.BoolVar(&c.OpenSearchInsecure, "opensearch-insecure", false, "do not verify OpenSearch's certificate (tests only: anyone on the path can read and change the logs)")
+	fs.StringVar(&c.AWSRegion, "aws-region", "", "AWS region of an Amazon OpenSearch Service domain; set, requests are signed with SigV4 (credentials from the default AWS chain: env, IRSA, instance role)")
+	fs.BoolVar(&c.AWSAuth, "opensearch-aws-auth", false, "sign requests with AWS SigV4 (implied by --aws-region; the region then comes from $AWS_REGION)")
+	fs.StringVar(&c.AWSService, "opensearch-aws-service", "es", "SigV4 service name: es (OpenSearch Service) or aoss (Serverless)")
+}
+
+// settleOpenSearch fills what the OpenSearch flags leave to defaults: the
+// dead-letter index, the SigV4 region, the password from its file.
+func (c *config) settleOpenSearch() error {
+	if c.DeadLetterIndex == "" && c.Index != "" {
 		// The fixed part of a date pattern: eks-pod-logs-%Y.%m.%d → eks-pod-logs-dlq.
 		c.DeadLetterIndex = strings.TrimRight(strings.Split(c.Index, "%")[0], "-._") + "-dlq"
 	}
@@ -170,11 +186,11 @@ func parseConfig(args []string) (config, error) {
 	if c.OpenSearchPassFile != "" && c.OpenSearchPassword == "" {
 		b, err := os.ReadFile(c.OpenSearchPassFile)
 		if err != nil {
-			return c, fmt.Errorf("--opensearch-password-file: %w", err)
+			return fmt.Errorf("--opensearch-password-file: %w", err)
 		}
 		c.OpenSearchPassword = strings.TrimRight(string(b), "\r\n")
 	}
-	return c, c.validate()
+	return nil
 }
 
 func (c config) validate() error {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -39,37 +38,13 @@ func parseReportConfig(args []string) (reportConfig, error) {
 	fs.DurationVar(&r.Timeout, "timeout", time.Minute, "for the whole report")
 	fs.StringVar(&c.Index, "index", "eks-pod-logs", "index (or date pattern, or data stream) the aggregators write; empty: leave OpenSearch out")
 	fs.StringVar(&c.DeadLetterIndex, "dead-letter-index", "", "dead-letter index, left out of the count (default <index>-dlq)")
-	fs.StringVar(&c.OpenSearchURL, "opensearch-url", "http://localhost:9200", "OpenSearch URL")
-	fs.StringVar(&c.OpenSearchUser, "opensearch-user", "", "OpenSearch basic auth user")
-	fs.StringVar(&c.OpenSearchPassword, "opensearch-password", "", "OpenSearch basic auth password (prefer $PODLOGS_OPENSEARCH_PASSWORD or --opensearch-password-file)")
-	fs.StringVar(&c.OpenSearchPassFile, "opensearch-password-file", "", "file holding the OpenSearch basic auth password")
-	fs.StringVar(&c.OpenSearchCA, "opensearch-ca", "", "PEM bundle of the CAs that sign OpenSearch's certificate (default: the system's)")
-	fs.StringVar(&c.OpenSearchCert, "opensearch-cert", "", "client certificate (PEM) for OpenSearch, with --opensearch-key")
-	fs.StringVar(&c.OpenSearchKey, "opensearch-key", "", "client certificate key (PEM) for OpenSearch")
-	fs.BoolVar(&c.OpenSearchInsecure, "opensearch-insecure", false, "do not verify OpenSearch's certificate")
-	fs.StringVar(&c.AWSRegion, "aws-region", "", "AWS region of an Amazon OpenSearch Service domain: sign requests with SigV4")
-	fs.BoolVar(&c.AWSAuth, "opensearch-aws-auth", false, "sign requests with AWS SigV4 (region from $AWS_REGION)")
-	fs.StringVar(&c.AWSService, "opensearch-aws-service", "es", "SigV4 service name: es or aoss")
+	c.openSearchFlags(fs)
 	envflag.Usage(fs)
 	if err := envflag.Parse(fs, args, nil); err != nil {
 		return r, err
 	}
-	if c.DeadLetterIndex == "" && c.Index != "" {
-		// As the aggregator names it: the fixed part of a date pattern.
-		c.DeadLetterIndex = strings.TrimRight(strings.Split(c.Index, "%")[0], "-._") + "-dlq"
-	}
-	if c.AWSRegion != "" {
-		c.AWSAuth = true
-	}
-	if c.AWSAuth && c.AWSRegion == "" {
-		c.AWSRegion = os.Getenv("AWS_REGION")
-	}
-	if c.OpenSearchPassFile != "" && c.OpenSearchPassword == "" {
-		b, err := os.ReadFile(c.OpenSearchPassFile)
-		if err != nil {
-			return r, fmt.Errorf("--opensearch-password-file: %w", err)
-		}
-		c.OpenSearchPassword = strings.TrimRight(string(b), "\r\n")
+	if err := c.settleOpenSearch(); err != nil {
+		return r, err
 	}
 	if strings.TrimSpace(r.Aggregators) == "" {
 		return r, errors.New("--aggregators is empty")

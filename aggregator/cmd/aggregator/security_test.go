@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/podlogs/podlogs/aggregator/internal/sink"
 	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/proctest"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 
@@ -49,7 +49,7 @@ func TestSecuredOpenSearch(t *testing.T) {
 
 	t.Run("writes with password file and CA", func(t *testing.T) {
 		index := "podlogs-secured"
-		listen, admin := freeAddr(t), freeAddr(t)
+		listen, admin := proctest.FreeAddr(t), proctest.FreeAddr(t)
 		stop := runAggregator(t, args(listen, admin, "--opensearch-user="+node.User, "--opensearch-password-file="+pwFile,
 			"--opensearch-ca="+node.CAFile, "--index="+index, "--flush-interval=100ms"), admin)
 
@@ -248,14 +248,4 @@ func adminGet(t *testing.T, node *ostest.SecureNode, path string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
