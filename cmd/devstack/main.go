@@ -148,6 +148,7 @@ podlogs is running.
   newest ui lines       curl -s '%[1]s/%[2]s/_search?pretty' -H 'Content-Type: application/json' -d '%[3]s'
   documents so far      curl -s '%[1]s/%[2]s/_count?pretty'
   aggregator metrics    http://%[4]s/metrics
+  lines per pod         http://%[4]s/debug/accounting   (received, published, indexed; or: bin/aggregator report --aggregators=%[4]s --opensearch-url=%[1]s --index=%[2]s)
   forwarder metrics     http://%[5]s/metrics
   pods tree             %[6]s/pods   (append a CRI line to any */*/0.log and search for it)
   process logs          %[6]s/logs
