@@ -1,7 +1,6 @@
 package accounting
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/opensearch-project/opensearch-go/v4"
+
+	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
 )
 
 // This file is the report side: the rows of every replica summed per pod
@@ -239,7 +240,7 @@ func PodCounts(ctx context.Context, client *opensearch.Client, index, namespace 
 		}
 		body, _ := json.Marshal(q)
 		path := "/" + index + "/_search?ignore_unavailable=true&allow_no_indices=true"
-		out, err := search(ctx, client, path, body)
+		out, err := osrequest.Do(ctx, client, http.MethodPost, path, body)
 		if err != nil {
 			return nil, fmt.Errorf("count documents per pod in %s: %w", index, err)
 		}
@@ -268,34 +269,4 @@ func PodCounts(ctx context.Context, client *opensearch.Client, index, namespace 
 		}
 		after = resp.Aggregations.Pods.AfterKey
 	}
-}
-
-func search(ctx context.Context, client *opensearch.Client, path string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Stream(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, &statusError{status: resp.StatusCode, body: string(out[:min(len(out), 512)])}
-	}
-	return out, nil
-}
-
-type statusError struct {
-	status int
-	body   string
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("OpenSearch answered %d: %s", e.status, e.body)
 }

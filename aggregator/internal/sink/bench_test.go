@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
+	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
 	"github.com/podlogs/podlogs/internal/natstest"
 	"github.com/podlogs/podlogs/internal/ostest"
 )
@@ -163,7 +164,7 @@ func directLoad(b *testing.B, client *opensearch.Client, index string, docs [][]
 				}
 				// The writer's request, filter_path included, so that both
 				// make OpenSearch do the same work.
-				if _, err := do(context.Background(), client, http.MethodPost, bulkPath, body.Bytes()); err != nil {
+				if _, err := osrequest.Do(context.Background(), client, http.MethodPost, bulkPath, body.Bytes()); err != nil {
 					b.Error(err)
 				}
 			}
@@ -260,7 +261,7 @@ func writerLoadCPU(b *testing.B, client *opensearch.Client, docs [][]byte, bulk,
 // dropIndex deletes a benchmark's index at once: the small test node's heap
 // would otherwise fill with them and refuse bulk requests (429).
 func dropIndex(b *testing.B, client *opensearch.Client, index string) {
-	if _, err := do(context.Background(), client, http.MethodDelete, "/"+index, nil); err != nil {
+	if _, err := osrequest.Do(context.Background(), client, http.MethodDelete, "/"+index, nil); err != nil {
 		b.Error(err)
 	}
 }

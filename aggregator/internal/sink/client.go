@@ -15,6 +15,8 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/opensearch-project/opensearch-go/v4"
 	"github.com/opensearch-project/opensearch-go/v4/signer/awsv2"
+
+	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
 )
 
 // ClientConfig says how to reach OpenSearch.
@@ -107,9 +109,9 @@ var ErrTLS = errors.New("TLS with OpenSearch failed")
 // (connection refused, timeout, 5xx) is transient: documents wait in the
 // buffer until OpenSearch answers.
 func Probe(ctx context.Context, client *opensearch.Client) (version string, err error) {
-	out, err := do(ctx, client, http.MethodGet, "/", nil)
+	out, err := osrequest.Do(ctx, client, http.MethodGet, "/", nil)
 	if err != nil {
-		var se *StatusError
+		var se *osrequest.StatusError
 		var certErr *tls.CertificateVerificationError
 		var unknownAuth x509.UnknownAuthorityError
 		var hostErr x509.HostnameError

@@ -30,6 +30,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
 	"github.com/podlogs/podlogs/internal/ostest"
 )
 
@@ -176,7 +177,7 @@ func TestClientTLSAndBasicAuth(t *testing.T) {
 	if err := PutTemplate(ctx, client, templateName(index), IndexTemplate(index)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := do(ctx, client, http.MethodPost, "/_bulk?refresh=true", []byte(`{"create":{"_index":"`+index+`","_id":"a"}}`+"\n"+doc(1, 1)+"\n")); err != nil {
+	if _, err := osrequest.Do(ctx, client, http.MethodPost, "/_bulk?refresh=true", []byte(`{"create":{"_index":"`+index+`","_id":"a"}}`+"\n"+doc(1, 1)+"\n")); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, osURL, index); n != 1 {

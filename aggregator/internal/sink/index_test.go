@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/podlogs/podlogs/aggregator/internal/document"
+	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
 	"github.com/podlogs/podlogs/internal/ostest"
 )
 
@@ -132,10 +133,10 @@ func TestISMErr(t *testing.T) {
 			t.Errorf("ismErr(%v) is ErrNoISM: %v, want %v", err, got, wantNoISM)
 		}
 	}
-	f(&StatusError{Status: 400, Body: `{"error":"no handler found for uri [/_plugins/_ism/policies/x] and method [GET]"}`}, true)
-	f(&StatusError{Status: 405, Body: `{"error":"Incorrect HTTP method for uri [/_plugins/_ism/policies] and method [GET], allowed: [POST]"}`}, true)
-	f(&StatusError{Status: 404, Body: `{"error":{"type":"status_exception","reason":"Policy not found"}}`}, false)
-	f(&StatusError{Status: 400, Body: `{"error":{"type":"illegal_argument_exception"}}`}, false)
+	f(&osrequest.StatusError{Status: 400, Body: `{"error":"no handler found for uri [/_plugins/_ism/policies/x] and method [GET]"}`}, true)
+	f(&osrequest.StatusError{Status: 405, Body: `{"error":"Incorrect HTTP method for uri [/_plugins/_ism/policies] and method [GET], allowed: [POST]"}`}, true)
+	f(&osrequest.StatusError{Status: 404, Body: `{"error":{"type":"status_exception","reason":"Policy not found"}}`}, false)
+	f(&osrequest.StatusError{Status: 400, Body: `{"error":{"type":"illegal_argument_exception"}}`}, false)
 	f(errors.New("connection refused"), false)
 }
 

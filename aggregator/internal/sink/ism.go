@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/opensearch-project/opensearch-go/v4"
+
+	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
 )
 
 // ISMPolicy asks for an Index State Management policy on the indices
@@ -104,14 +106,14 @@ const ismPolicies = "/_plugins/_ism/policies/"
 // CheckISM returns ErrNoISM when the cluster has no ISM plugin, nil when it
 // has one, and another error when OpenSearch did not answer.
 func CheckISM(ctx context.Context, client *opensearch.Client) error {
-	_, err := do(ctx, client, http.MethodGet, ismPolicies+"?size=1", nil)
+	_, err := osrequest.Do(ctx, client, http.MethodGet, ismPolicies+"?size=1", nil)
 	return ismErr(err)
 }
 
 // ismErr tells a missing plugin ("no handler found for uri", 400 or 405)
 // from a missing policy (404) and other failures.
 func ismErr(err error) error {
-	var se *StatusError
+	var se *osrequest.StatusError
 	if errors.As(err, &se) && (se.Status == http.StatusBadRequest || se.Status == http.StatusMethodNotAllowed) &&
 		(strings.Contains(se.Body, "no handler found") || strings.Contains(se.Body, "Incorrect HTTP method")) {
 		return fmt.Errorf("%w: %s", ErrNoISM, se.Body)
@@ -126,8 +128,8 @@ func PutISMPolicy(ctx context.Context, client *opensearch.Client, id string, bod
 		return fmt.Errorf("encode ISM policy %s: %w", id, err)
 	}
 	path := ismPolicies + id
-	out, err := do(ctx, client, http.MethodGet, path, nil)
-	var se *StatusError
+	out, err := osrequest.Do(ctx, client, http.MethodGet, path, nil)
+	var se *osrequest.StatusError
 	switch {
 	case err == nil:
 		var cur struct {
@@ -142,7 +144,7 @@ func PutISMPolicy(ctx context.Context, client *opensearch.Client, id string, bod
 	default:
 		return fmt.Errorf("read ISM policy %s: %w", id, ismErr(err))
 	}
-	if _, err := do(ctx, client, http.MethodPut, path, b); err != nil {
+	if _, err := osrequest.Do(ctx, client, http.MethodPut, path, b); err != nil {
 		return fmt.Errorf("install ISM policy %s: %w", id, ismErr(err))
 	}
 	return nil

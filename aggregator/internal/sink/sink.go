@@ -54,6 +54,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/podlogs/podlogs/aggregator/internal/accounting"
+	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
 )
 
 // Config tunes the writer.
@@ -192,7 +193,7 @@ func (s *Sink) installTemplates(ctx context.Context) error {
 				"mode", s.cfg.Mode.String(), "ism_policy", s.cfg.ISM.Enabled(), "dead_letter_index", s.cfg.DeadLetter)
 			return nil
 		}
-		var se *StatusError
+		var se *osrequest.StatusError
 		if errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden) {
 			s.log.Error("OpenSearch refused the credentials; check --opensearch-user and the password", "err", err)
 		} else if errors.Is(err, ErrNoISM) {
@@ -409,7 +410,7 @@ const bulkPath = "/_bulk?filter_path=errors,items.*.status,items.*.error.type,it
 // result. It returns false if the request failed as a whole.
 func (s *Sink) write(ctx context.Context, body []byte, msgs []jetstream.Msg) bool {
 	start := time.Now()
-	out, err := do(ctx, s.client, http.MethodPost, bulkPath, body)
+	out, err := osrequest.Do(ctx, s.client, http.MethodPost, bulkPath, body)
 	s.metrics.bulkSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.metrics.bulkRequests.WithLabelValues("failed").Inc()
@@ -516,7 +517,7 @@ func (s *Sink) deadLetter(ctx context.Context, rejected []rejection) {
 		s.log.Warn("OpenSearch rejected a document; it goes to the dead-letter index",
 			"dead_letter_index", s.cfg.DeadLetter, "id", id, "error_type", errType(r.item), "reason", r.reason)
 	}
-	out, err := do(ctx, s.client, http.MethodPost, "/_bulk", body.Bytes())
+	out, err := osrequest.Do(ctx, s.client, http.MethodPost, "/_bulk", body.Bytes())
 	var resp2 bulkResponse
 	if err == nil {
 		err = json.Unmarshal(out, &resp2)

@@ -1,15 +1,15 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
 	"github.com/opensearch-project/opensearch-go/v4"
+
+	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
 )
 
 // KeyMapping says how kubernetes.labels, .annotations and .namespace_labels
@@ -127,7 +127,7 @@ func PutTemplate(ctx context.Context, client *opensearch.Client, name string, bo
 	if err != nil {
 		return fmt.Errorf("encode index template %s: %w", name, err)
 	}
-	_, err = do(ctx, client, http.MethodPut, "/_index_template/"+name, b)
+	_, err = osrequest.Do(ctx, client, http.MethodPut, "/_index_template/"+name, b)
 	if err != nil {
 		return fmt.Errorf("install index template %s: %w", name, err)
 	}
@@ -140,45 +140,4 @@ func PutTemplate(ctx context.Context, client *opensearch.Client, name string, bo
 // template instead of adding an overlapping one.
 func templateName(index string) string {
 	return "podlogs-" + strings.Trim(strings.ReplaceAll(TemplatePattern(index), "*", ""), "-._")
-}
-
-// do sends one request and returns the body of a 2xx answer, or an error
-// naming the status and OpenSearch's reason.
-func do(ctx context.Context, client *opensearch.Client, method, path string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Stream(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, &StatusError{Status: resp.StatusCode, Body: truncate(out, 512), RetryAfter: resp.Header.Get("Retry-After")}
-	}
-	return out, nil
-}
-
-// StatusError is a non-2xx answer from OpenSearch.
-type StatusError struct {
-	Status     int
-	Body       string
-	RetryAfter string
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("OpenSearch answered %d: %s", e.Status, e.Body)
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "…"
-	}
-	return string(b)
 }
