@@ -109,13 +109,16 @@ func TestE2EForwarderMemory(t *testing.T) {
 	// The live heap is flat once the window is full (the window, the open
 	// files); the RSS saw-tooths between garbage collections (the GC lets
 	// the heap grow to twice the live heap), and the periodic resync scan
-	// of 5,000 files makes garbage in bursts. So: no trend from the first
-	// third of the outage to the last, and under the bound the window sets.
+	// of 5,000 files makes garbage in bursts (a saw-tooth of 60-76 MiB
+	// here, whose top one third of the outage may miss). So: no trend
+	// beyond that saw-tooth from the first third to the last (a leak grows
+	// without end: the old per-batch arena bug reached 1.2 GiB), and under
+	// the bound the window sets.
 	third := max(1, len(samples)/3)
 	first, last := slices.Max(samples[:third]), slices.Max(samples[len(samples)-third:])
 	t.Logf("forwarder RSS during a %s outage: %.1f..%.1f MiB (peak of the first third %.1f, of the last %.1f)",
 		outage, slices.Min(samples), slices.Max(samples), first, last)
-	if last > first*1.10 {
+	if last > first*1.25 {
 		t.Errorf("forwarder RSS grew from %.1f to %.1f MiB while the aggregator was away", first, last)
 	}
 	if peak := slices.Max(samples); peak > 100 {
