@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,13 +61,14 @@ func TestSecuredOpenSearch(t *testing.T) {
 		}
 		sendBatch(t, listen, lines)
 		// Searchable: the writer installed the template, created the index and wrote them.
+		// Until the new index's primary shard is active a count answers 503: keep asking.
 		deadline := time.Now().Add(30 * time.Second)
-		for n := 0; n != len(lines); {
+		for n, err := 0, error(nil); n != len(lines); {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d documents searchable after 30 s", n, len(lines))
+				t.Fatalf("%d of %d documents searchable after 30 s (last count: %v)", n, len(lines), err)
 			}
 			time.Sleep(200 * time.Millisecond)
-			n = searchCount(t, node, index, "log:secured")
+			n, err = searchCount(t, node, index, "log:secured")
 		}
 		if code := adminGet(t, node, "/_index_template/podlogs-"+index); code != http.StatusOK {
 			t.Errorf("GET the index template: %d", code)
@@ -223,21 +225,26 @@ func sendBatch(t *testing.T, addr string, lines []string) {
 	s.CloseSend()
 }
 
-// searchCount counts the documents of index matching q, as the plugin's admin.
-func searchCount(t *testing.T, node *ostest.SecureNode, index, q string) int {
+// searchCount counts the documents of index matching q, as the plugin's admin. An answer
+// other than 200 is an error for the caller to wait out (a shard still starting answers 503).
+func searchCount(t *testing.T, node *ostest.SecureNode, index, q string) (int, error) {
 	t.Helper()
 	resp, err := node.Admin.Get(fmt.Sprintf("%s/%s/_count?q=%s&ignore_unavailable=true", node.URL(), index, q))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, fmt.Errorf("count %s: %s: %s", index, resp.Status, body)
+	}
 	var out struct {
 		Count int `json:"count"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("count %s: %s, %v", index, resp.Status, err)
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("count %s: decode: %v", index, err)
 	}
-	return out.Count
+	return out.Count, nil
 }
 
 func adminGet(t *testing.T, node *ostest.SecureNode, path string) int {
