@@ -132,13 +132,13 @@ func TestE2EForwarderMemory(t *testing.T) {
 	wg.Wait()
 	want := lines.Load()
 
-	stream := aggregatorStream(t, natsAddr)
-	if n := waitStream(t, stream, uint64(want), 2*time.Minute); n != uint64(want) {
+	docs := newStreamDocs(t, aggregatorStream(t, natsAddr))
+	if n := docs.wait(t, uint64(want), 2*time.Minute, nil); n != uint64(want) {
 		logMetrics(t, fwdAdmin, "podlogs_forwarder_")
 		t.Fatalf("stream holds %d documents, %d lines were written", n, want)
 	}
 	time.Sleep(time.Second) // a doubled line would arrive now
-	if n := waitStream(t, stream, uint64(want)+1, 0); n != uint64(want) {
+	if n := docs.more(t, nil); n != uint64(want) {
 		t.Fatalf("stream holds %d documents, %d lines were written", n, want)
 	}
 	t.Logf("all %d lines arrived after the outage", want)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/podlogs/podlogs/internal/docmsg"
 	"github.com/podlogs/podlogs/internal/loggen"
 	"github.com/podlogs/podlogs/internal/ostest"
 	"github.com/podlogs/podlogs/internal/proctest"
@@ -36,30 +37,14 @@ func TestE2ERotationUnderLoad(t *testing.T) {
 	want, stats := writeRotating(t, root, rate, seconds)
 
 	// Count at the aggregator's output.
-	stream := aggregatorStream(t, natsAddr)
-	start := time.Now()
-	n := waitStream(t, stream, uint64(stats.Lines), 3*time.Minute)
-	t.Logf("stream holds %d of %d after %s", n, stats.Lines, time.Since(start).Round(time.Second))
-	time.Sleep(time.Second)
-	cons, err := stream.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	docs := newStreamDocs(t, aggregatorStream(t, natsAddr))
 	got := map[string]int{}
-	for {
-		batch, err := cons.FetchNoWait(5000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			addDoc(t, got, m.Data())
-		}
-		if n == 0 {
-			break
-		}
-	}
+	each := func(b []byte) { addDoc(t, got, b) }
+	start := time.Now()
+	n := docs.wait(t, uint64(stats.Lines), 3*time.Minute, each)
+	t.Logf("stream holds %d of %d after %s", n, stats.Lines, time.Since(start).Round(time.Second))
+	time.Sleep(time.Second) // a doubled line would arrive now
+	docs.more(t, each)
 	compareLines(t, want, got, stats.Lines, fwdAdmin)
 	fwd.StopClean(t)
 	agg.StopClean(t)
@@ -226,18 +211,62 @@ func aggregatorStream(t *testing.T, natsAddr string) jetstream.Stream {
 	return stream
 }
 
-// waitStream waits until the stream holds at least want messages, or the
-// timeout passes, and returns how many it holds.
-func waitStream(t *testing.T, stream jetstream.Stream, want uint64, timeout time.Duration) uint64 {
+// streamDocs reads the documents of an aggregator's stream, from its start,
+// as the writers would: a message holds a batch's documents of one namespace.
+type streamDocs struct {
+	cons jetstream.Consumer
+	n    uint64 // documents read so far
+}
+
+func newStreamDocs(t *testing.T, stream jetstream.Stream) *streamDocs {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	cons, err := stream.OrderedConsumer(context.Background(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &streamDocs{cons: cons}
+}
+
+// more reads the documents stored since the last call, passing each to
+// each (if not nil), and returns how many were read in all.
+func (s *streamDocs) more(t *testing.T, each func(doc []byte)) uint64 {
+	t.Helper()
+	var docs []docmsg.Doc
 	for {
-		info, err := stream.Info(context.Background())
+		batch, err := s.cons.FetchNoWait(5000)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State.Msgs >= want || time.Now().After(deadline) {
-			return info.State.Msgs
+		msgs := 0
+		for m := range batch.Messages() {
+			msgs++
+			if docs, err = docmsg.Append(docs[:0], m.Headers(), m.Data()); err != nil {
+				t.Fatal(err)
+			}
+			s.n += uint64(len(docs))
+			for _, d := range docs {
+				if each != nil {
+					each(d.Data)
+				}
+			}
+		}
+		if err := batch.Error(); err != nil {
+			t.Fatal(err)
+		}
+		if msgs == 0 {
+			return s.n
+		}
+	}
+}
+
+// wait reads until at least want documents were read, or the timeout
+// passes, and returns how many were.
+func (s *streamDocs) wait(t *testing.T, want uint64, timeout time.Duration, each func(doc []byte)) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if n := s.more(t, each); n >= want || time.Now().After(deadline) {
+			return n
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/podlogs/podlogs/aggregator/internal/enrich"
+	"github.com/podlogs/podlogs/aggregator/internal/ingest"
 	"github.com/podlogs/podlogs/aggregator/internal/sink"
 	"github.com/podlogs/podlogs/internal/envflag"
 	"github.com/podlogs/podlogs/internal/tlsfiles"
@@ -33,6 +34,7 @@ type config struct {
 	StreamReplicas     int
 	DuplicateWindow    time.Duration
 	PublishMaxPending  int
+	MessageBytes       int
 	ConsumerName       string
 	MaxAckPending      int
 	AckWait            time.Duration
@@ -107,8 +109,9 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.DuplicateWindow, "nats-duplicate-window", 2*time.Minute, "JetStream drops a resent document within this window")
 	fs.IntVar(&c.PublishMaxPending, "nats-publish-max-pending", 4096, "asynchronous publishes awaiting an ack, at most")
 	fs.StringVar(&c.ConsumerName, "nats-consumer", "opensearch", "durable consumer shared by the bulk writers of every replica")
-	fs.IntVar(&c.MaxAckPending, "nats-max-ack-pending", 20000, "documents delivered to writers and not yet acked, at most")
-	fs.DurationVar(&c.AckWait, "nats-ack-wait", 2*time.Minute, "redeliver a document not acked within this time; must exceed the slowest bulk request")
+	fs.IntVar(&c.MessageBytes, "nats-message-bytes", ingest.DefaultMessageBytes, "largest JetStream message: a forwarder batch's documents of one namespace go in one message, or in several of this size (below the server's max_payload)")
+	fs.IntVar(&c.MaxAckPending, "nats-max-ack-pending", 20000, "messages delivered to writers and not yet acked, at most")
+	fs.DurationVar(&c.AckWait, "nats-ack-wait", 2*time.Minute, "redeliver a message not acked within this time; must exceed the slowest bulk request")
 	c.openSearchFlags(fs)
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", 50, "a document OpenSearch refuses with 429/5xx on its Nth delivery goes to the dead-letter index (0: retry forever)")
 	fs.DurationVar(&c.NATSPollInterval, "nats-poll-interval", 5*time.Second, "how often stream size and consumer lag are read for the metrics")
@@ -253,7 +256,7 @@ func (c config) validate() error {
 	}{
 		{"max-message-bytes", int64(c.MaxMessageBytes)}, {"nats-stream-max-bytes", c.StreamMaxBytes},
 		{"nats-stream-replicas", int64(c.StreamReplicas)}, {"nats-publish-max-pending", int64(c.PublishMaxPending)},
-		{"nats-max-ack-pending", int64(c.MaxAckPending)},
+		{"nats-max-ack-pending", int64(c.MaxAckPending)}, {"nats-message-bytes", int64(c.MessageBytes)},
 		{"bulk-docs", int64(c.BulkDocs)}, {"bulk-bytes", int64(c.BulkBytes)},
 		{"enrich-get-burst", int64(c.GetBurst)}, {"max-data-fields", int64(c.MaxDataFields)},
 		{"accounting-max-pods", int64(c.AcctMaxPods)},
@@ -282,6 +285,10 @@ func (c config) validate() error {
 	}
 	if c.GetQPS < 0 {
 		errs = append(errs, fmt.Errorf("--enrich-get-qps must not be negative, got %g", c.GetQPS))
+	}
+	if c.MessageBytes > 0 && c.StreamMaxBytes < 4*int64(c.MessageBytes) {
+		// A message larger than the room a full stream frees would never fit.
+		errs = append(errs, fmt.Errorf("--nats-stream-max-bytes (%d) must hold at least 4 messages of --nats-message-bytes (%d)", c.StreamMaxBytes, c.MessageBytes))
 	}
 	if c.BulkWorkers*c.BulkDocs > c.MaxAckPending {
 		errs = append(errs, fmt.Errorf("--bulk-workers × --bulk-docs (%d) exceeds --nats-max-ack-pending (%d): writers would starve", c.BulkWorkers*c.BulkDocs, c.MaxAckPending))

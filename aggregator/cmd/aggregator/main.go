@@ -97,6 +97,11 @@ func run(args []string) error {
 		return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
 	}
 	defer nc.Close()
+	// The server refuses a message over its max_payload: a batch's
+	// messages must stay below it, and a pull must take the largest.
+	if maxPayload := nc.MaxPayload(); int64(cfg.MessageBytes) > maxPayload {
+		return fmt.Errorf("--nats-message-bytes %d exceeds the NATS server's max_payload %d: lower it, or raise max_payload", cfg.MessageBytes, maxPayload)
+	}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(cfg.PublishMaxPending),
 		jetstream.WithPublishAsyncTimeout(10*time.Second),
@@ -151,7 +156,7 @@ func run(args []string) error {
 	ledger := accounting.New(accounting.Config{Replica: cfg.ID, Retention: cfg.AcctRetention, MaxPods: cfg.AcctMaxPods}, reg)
 	snk := sink.New(sink.Config{
 		Index: cfg.Index, Keys: templateKeys(cfg.EnrichKeyStyle), DeadLetter: cfg.DeadLetterIndex, Workers: cfg.BulkWorkers, BulkDocs: cfg.BulkDocs,
-		BulkBytes: cfg.BulkBytes, FlushInterval: cfg.FlushInterval, BackoffMin: 250 * time.Millisecond, BackoffMax: 30 * time.Second,
+		BulkBytes: cfg.BulkBytes, PullBytes: max(cfg.BulkBytes, 2*int(nc.MaxPayload())), FlushInterval: cfg.FlushInterval, BackoffMin: 250 * time.Millisecond, BackoffMax: 30 * time.Second,
 		MaxDeliveries: cfg.MaxDeliveries, Accounting: ledger, Mode: cfg.indexMode(), ISM: cfg.ismPolicy(),
 	}, osClient, cons, reg, log)
 	monitor := buffer.NewMonitor(js, cfg.StreamName, cfg.ConsumerName, cfg.NATSPollInterval, reg, log)
@@ -181,7 +186,7 @@ func run(args []string) error {
 	}
 
 	srv := ingest.New(ingest.Config{
-		AggregatorID: cfg.ID, MaxMessageBytes: cfg.MaxMessageBytes, ReadAheadBatches: 4, SubjectPrefix: cfg.SubjectPrefix,
+		AggregatorID: cfg.ID, MaxMessageBytes: cfg.MaxMessageBytes, ReadAheadBatches: 4, SubjectPrefix: cfg.SubjectPrefix, MessageBytes: cfg.MessageBytes,
 		DataFields: cfg.dataFields(), MaxStreamAge: cfg.MaxConnectionAge, Accounting: ledger,
 	}, buffer.NewPublisher(js, reg, log), enricher, reg, log)
 	tlsOpt, err := serverTLS(cfg.TLS, reg, log)

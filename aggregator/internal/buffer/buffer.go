@@ -3,19 +3,20 @@
 // external one is given, creates or updates the stream, and publishes
 // documents so that a call returns only when JetStream stored every one.
 //
-// Each document is one message whose Nats-Msg-Id is the document id, so a
-// record sent twice (a forwarder resending after a reconnect) is dropped by
-// JetStream's duplicate window, and later by OpenSearch's create-if-absent.
+// The messages are in package docmsg's format: the documents of one
+// forwarder batch and namespace in one message whose Nats-Msg-Id is a hash
+// of their ids, so a publish retried after a lost ack is dropped by
+// JetStream's duplicate window, and any other resent line by OpenSearch's
+// create-if-absent.
 //
-// One message per record, not per batch, chosen by measurement
-// (BenchmarkPublish, 1000 documents of 700 bytes, embedded server, file
-// storage, 2 shared cores): per record ~88,000 documents/s, per batch
-// ~416,000. Per record is 3.5x what one OpenSearch node indexes on the same
-// machine (BenchmarkWriter in sink: 20-25,000/s), so publishing is not the
-// bottleneck, and it keeps what per batch would lose: JetStream drops each
-// resent line by its own id, the writers ack, retry and dead-letter each
-// document alone (one rejected line does not bring its batch back), and
-// the stream's byte limit and the consumer's lag count documents.
+// One message per batch and namespace, not per document, chosen by
+// measurement: BenchmarkPublish (1000 documents of 700 bytes, embedded
+// server, file storage) stores several times more documents a second per
+// batch than per record, and in the aggregator benchmark (bench/RESULTS.md)
+// JetStream's per-message work was most of the aggregator's CPU. What it
+// costs: a document that OpenSearch asks to retry brings its message back,
+// and the message's other documents are answered 409 (counted duplicate);
+// the consumer's pending and redelivered counts are messages.
 package buffer
 
 import (
@@ -34,6 +35,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/podlogs/podlogs/internal/docmsg"
 )
 
 // StreamConfig describes the stream.
@@ -248,10 +251,10 @@ func (p *Publisher) publishOnce(ctx context.Context, msgs []*nats.Msg) (failed [
 		}
 		select {
 		case ack := <-f.Ok():
-			if ack.Duplicate {
-				p.metrics.duplicates.Inc()
+			if docs := float64(docmsg.Count(msgs[i].Header)); ack.Duplicate {
+				p.metrics.duplicates.Add(docs)
 			} else {
-				p.metrics.published.Inc()
+				p.metrics.published.Add(docs)
 			}
 		case err := <-f.Err():
 			p.metrics.failures.WithLabelValues(FailureReason(err)).Inc()
@@ -275,7 +278,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "podlogs_aggregator_published_total", Help: "Documents stored in the JetStream stream.",
 		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "podlogs_aggregator_publish_duplicates_total", Help: "Documents JetStream already held (resent records).",
+			Name: "podlogs_aggregator_publish_duplicates_total", Help: "Documents JetStream already held (resent records in a message it had stored).",
 		}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podlogs_aggregator_publish_failures_total",

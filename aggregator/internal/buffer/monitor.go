@@ -33,12 +33,12 @@ func NewMonitor(js jetstream.JetStream, stream, consumer string, interval time.D
 	}
 	m := &Monitor{
 		js: js, stream: stream, consumer: consumer, interval: interval, log: log,
-		streamMsgs:     g("stream_messages", "Documents in the JetStream stream (waiting for OpenSearch, or not yet acked)."),
+		streamMsgs:     g("stream_messages", "Messages in the JetStream stream (each a batch's documents of one namespace, waiting for OpenSearch or not yet acked)."),
 		streamBytes:    g("stream_bytes", "Bytes in the JetStream stream."),
 		streamMaxBytes: g("stream_max_bytes", "The stream's byte limit; at it, publishes are refused and forwarders slow down."),
-		pending:        g("consumer_pending", "Documents in the stream not yet delivered to a bulk writer (the writers' lag)."),
-		ackPending:     g("consumer_ack_pending", "Documents delivered to bulk writers and not yet acked."),
-		redelivered:    g("consumer_redelivered", "Documents delivered more than once and not yet acked (retries, crashed replicas)."),
+		pending:        g("consumer_pending", "Messages in the stream not yet delivered to a bulk writer (the writers' lag)."),
+		ackPending:     g("consumer_ack_pending", "Messages delivered to bulk writers and not yet acked."),
+		redelivered:    g("consumer_redelivered", "Messages delivered more than once and not yet acked (retries, crashed replicas)."),
 		lastPolled:     g("jetstream_last_poll_timestamp_seconds", "When the stream and consumer state were last read."),
 	}
 	reg.MustRegister(m.streamMsgs, m.streamBytes, m.streamMaxBytes, m.pending, m.ackPending, m.redelivered, m.lastPolled)

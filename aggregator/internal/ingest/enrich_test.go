@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 
@@ -76,24 +75,16 @@ func TestStreamEnriches(t *testing.T) {
 	if fe.lookups != 4 {
 		t.Fatalf("%d lookups for 4 sources and 12 records, want one per source", fe.lookups)
 	}
-	info, _ := e.stream.Info(context.Background())
-	if info.State.Msgs != 9 {
-		t.Fatalf("stream holds %d documents, want 9 (3 lines of the excluded pod dropped)", info.State.Msgs)
+	docs := e.stored(t)
+	if len(docs) != 9 {
+		t.Fatalf("stream holds %d documents, want 9 (3 lines of the excluded pod dropped)", len(docs))
 	}
 	if got := testutilCounter(t, e, "podlogs_aggregator_records_excluded_total"); got != 3 {
 		t.Fatalf("excluded counter %v, want 3", got)
 	}
 	byPod := map[string]map[string]any{}
-	for seq := uint64(1); seq <= 9; seq++ {
-		m, err := e.stream.GetMsg(context.Background(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc map[string]any
-		if err := json.Unmarshal(m.Data, &doc); err != nil {
-			t.Fatalf("%s: %v", m.Data, err)
-		}
-		byPod[doc["kubernetes"].(map[string]any)["pod_name"].(string)] = doc
+	for _, d := range docs {
+		byPod[d.doc["kubernetes"].(map[string]any)["pod_name"].(string)] = d.doc
 	}
 	k1 := byPod["p-1"]["kubernetes"].(map[string]any)
 	if k1["docker_id"] != "abc1" || k1["container_image"] != "ui:1" || k1["labels"].(map[string]any)["app.kubernetes.io/name"] != "ui" || byPod["p-1"]["data"] != nil {

@@ -9,6 +9,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,9 +29,14 @@ import (
 	"github.com/podlogs/podlogs/aggregator/internal/document"
 	"github.com/podlogs/podlogs/aggregator/internal/metacache"
 	"github.com/podlogs/podlogs/internal/cri"
+	"github.com/podlogs/podlogs/internal/docmsg"
 	"github.com/podlogs/podlogs/internal/podpath"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
+
+// DefaultMessageBytes is the default Config.MessageBytes: a few hundred
+// documents, a quarter of NATS's default max_payload.
+const DefaultMessageBytes = 256 << 10
 
 // ProtocolVersion is the version of proto/podlogs/v1 this server speaks.
 const ProtocolVersion = 1
@@ -43,6 +49,11 @@ type Config struct {
 	// an earlier one is being published.
 	ReadAheadBatches int
 	SubjectPrefix    string
+	// MessageBytes bounds a JetStream message: a batch's documents of one
+	// namespace go in one message, or in several of at most this size (a
+	// larger document goes alone). It must stay below the NATS server's
+	// max_payload. 0 is DefaultMessageBytes.
+	MessageBytes int
 	// DataFields is document.Meta.DataFields for lines whose pod has no
 	// metadata (no API server, or a miss): 0 leaves JSON lines as text.
 	DataFields int
@@ -190,7 +201,8 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 		defer t.Stop()
 		aged = t.C
 	}
-	conv := converter{node: hello.GetNodeName(), subjectPrefix: s.cfg.SubjectPrefix, enrich: s.enrich, dataFields: s.cfg.DataFields}
+	conv := converter{node: hello.GetNodeName(), subjectPrefix: s.cfg.SubjectPrefix, enrich: s.enrich, dataFields: s.cfg.DataFields,
+		messageBytes: s.cfg.MessageBytes}
 	next := uint64(1)
 	for {
 		select {
@@ -246,9 +258,14 @@ type converter struct {
 	enrich        Enricher
 	dataFields    int
 
-	arena   []byte // documents of the current batch
+	messageBytes int
+
 	parsed  []byte
-	msgs    []*nats.Msg
+	id      []byte
+	msgs    []*nats.Msg // the current batch's messages
+	groups  []group     // the current batch's subjects
+	used    [][]byte    // buffers of msgs
+	free    [][]byte    // buffers for the next messages
 	sources []source
 }
 
@@ -257,12 +274,14 @@ type source struct {
 	containerDir string
 	fingerprint  uint64
 	format       cri.Format
-	subject      string
+	group        int  // of the converter's groups: this source's subject
 	exclude      bool // the pod asked for its lines to be dropped
 	records      int  // of this source in the batch
 }
 
 func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Time, m *metrics) ([]*nats.Msg, error) {
+	c.recycle()
+	c.messageBytes = cmp.Or(c.messageBytes, DefaultMessageBytes)
 	c.sources = c.sources[:0]
 	for i, src := range b.GetSources() {
 		ref, err := podpath.Parse(src.GetPath())
@@ -280,8 +299,8 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 			containerDir: podpath.ContainerDir(src.GetPath()),
 			fingerprint:  src.GetIdentity().GetFingerprint(),
 			format:       criFormat(src.GetFormat()),
-			subject:      c.subjectPrefix + "." + ref.Namespace,
 		}
+		s.group = c.groupOf(c.subjectPrefix + "." + ref.Namespace)
 		// Once per source per batch: the lookup is a map read, or a short
 		// wait for a pod the cache has not seen yet.
 		if c.enrich != nil {
@@ -293,18 +312,9 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 		}
 		c.sources = append(c.sources, s)
 	}
-	// Documents are appended to one arena reused from batch to batch (the
-	// previous batch is stored by now). Should a batch outgrow it, append
-	// moves on to a new array and earlier documents keep the old one.
-	size := 0
-	for _, r := range b.GetRecords() {
-		size += 2*len(r.GetData()) + 512
-	}
-	if cap(c.arena) < size {
-		c.arena = make([]byte, 0, size)
-	}
-	c.arena = c.arena[:0]
-	c.msgs = c.msgs[:0]
+	// The batch's documents go into one message per subject (namespace), or
+	// more where they pass MessageBytes. Their buffers are reused from batch
+	// to batch (recycle): the previous batch is stored by now.
 	for i, r := range b.GetRecords() {
 		if int(r.GetSourceIndex()) >= len(c.sources) {
 			return nil, fmt.Errorf("record %d names source %d of %d", i, r.GetSourceIndex(), len(c.sources))
@@ -338,20 +348,88 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 		if r.GetTruncated() {
 			m.truncated.Inc()
 		}
-		docStart := len(c.arena)
-		c.arena = document.Append(c.arena, &src.meta, &line, now)
-		doc := c.arena[docStart:len(c.arena):len(c.arena)]
-		idStart := len(c.arena)
-		c.arena = document.AppendID(c.arena, src.containerDir, src.fingerprint, r.GetOffset())
-		id := string(c.arena[idStart:])
-		c.arena = c.arena[:idStart]
-		c.msgs = append(c.msgs, &nats.Msg{
-			Subject: src.subject,
-			Header:  nats.Header{jetstreamMsgID: []string{id}},
-			Data:    doc,
-		})
+		c.id = document.AppendID(c.id[:0], src.containerDir, src.fingerprint, r.GetOffset())
+		g := &c.groups[src.group]
+		// About what the document will take: a message is closed before
+		// it would pass the limit, not after.
+		if g.open && g.w.Docs() > 0 && g.w.Len()+docmsg.EntrySize(len(c.id), 2*len(r.GetData())+512) > c.messageBytes {
+			c.close(g)
+		}
+		if !g.open {
+			g.w.Reset(c.buffer(len(r.GetData())))
+			g.open = true
+		}
+		g.w.End(document.Append(g.w.Begin(c.id), &src.meta, &line, now))
+	}
+	for i := range c.groups {
+		if g := &c.groups[i]; g.open {
+			c.close(g)
+		}
 	}
 	return c.msgs, nil
+}
+
+// group builds the messages of one subject.
+type group struct {
+	subject string
+	w       docmsg.Writer
+	open    bool // w holds a message not yet in msgs
+}
+
+// groupOf returns the index of subject's group, adding one if needed; a
+// batch names a few namespaces, so a scan beats a map.
+func (c *converter) groupOf(subject string) int {
+	for i := range c.groups {
+		if c.groups[i].subject == subject {
+			return i
+		}
+	}
+	// A slot of an earlier batch keeps its writer's hash, not its message:
+	// that message's buffer is free for others now.
+	n := len(c.groups)
+	if n < cap(c.groups) {
+		c.groups = c.groups[:n+1]
+		g := &c.groups[n]
+		g.subject, g.open = subject, false
+		g.w.Reset(nil)
+	} else {
+		c.groups = append(c.groups, group{subject: subject})
+	}
+	return n
+}
+
+// close ends g's message and adds it to msgs.
+func (c *converter) close(g *group) {
+	c.msgs = append(c.msgs, g.w.Msg(g.subject))
+	c.used = append(c.used, g.w.Buffer())
+	g.open = false
+}
+
+// buffer returns a free message buffer, or a new one sized for a message
+// of records like this one.
+func (c *converter) buffer(recordLen int) []byte {
+	if n := len(c.free); n > 0 {
+		b := c.free[n-1]
+		c.free = c.free[:n-1]
+		return b
+	}
+	return make([]byte, 0, min(c.messageBytes+64<<10, max(64<<10, 64*(2*recordLen+512))))
+}
+
+// recycle makes the buffers of the previous batch's messages free again
+// and starts a new batch with no groups. A stream keeps what its last
+// batch needed, no more: buffers left over from before are let go.
+func (c *converter) recycle() {
+	clear(c.free)
+	c.free = c.free[:0]
+	for _, b := range c.used {
+		c.free = append(c.free, b[:0])
+	}
+	clear(c.used)
+	c.used = c.used[:0]
+	clear(c.msgs)
+	c.msgs = c.msgs[:0]
+	c.groups = c.groups[:0]
 }
 
 // account counts the batch's records per source: received (and excluded)
@@ -376,9 +454,6 @@ func (c *converter) account(l *accounting.Ledger, published bool) {
 		}
 	}
 }
-
-// jetstreamMsgID is the header JetStream deduplicates on.
-const jetstreamMsgID = "Nats-Msg-Id"
 
 func criFormat(f podlogsv1.Format) cri.Format {
 	switch f {

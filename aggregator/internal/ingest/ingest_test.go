@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
+	"github.com/podlogs/podlogs/internal/docmsg"
 	"github.com/podlogs/podlogs/internal/natstest"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
@@ -97,6 +99,44 @@ func batch(seq uint64, lines ...string) *podlogsv1.StreamRequest {
 	return &podlogsv1.StreamRequest{Message: &podlogsv1.StreamRequest_Batch{Batch: b}}
 }
 
+// storedDoc is a document as the stream holds it.
+type storedDoc struct {
+	subject, id, raw string
+	doc              map[string]any
+}
+
+// stored reads every document of the stream, in order.
+func (e *env) stored(t *testing.T) []storedDoc {
+	t.Helper()
+	ctx := context.Background()
+	info, err := e.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []storedDoc
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := e.stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		docs, err := docmsg.Append(nil, m.Header, m.Data)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		if docmsg.Count(m.Header) != len(docs) {
+			t.Fatalf("message %d says %d documents, holds %d", seq, docmsg.Count(m.Header), len(docs))
+		}
+		for _, d := range docs {
+			sd := storedDoc{subject: m.Subject, id: string(d.ID), raw: string(d.Data)}
+			if err := json.Unmarshal(d.Data, &sd.doc); err != nil {
+				t.Fatalf("message %d: document %s: %v", seq, d.Data, err)
+			}
+			out = append(out, sd)
+		}
+	}
+	return out
+}
+
 func open(t *testing.T, e *env) grpc.BidiStreamingClient[podlogsv1.StreamRequest, podlogsv1.StreamResponse] {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -130,10 +170,11 @@ func TestStreamPublishesThenAcks(t *testing.T) {
 	if err != nil || resp.GetAck().GetThroughSequence() != 1 {
 		t.Fatalf("ack = %v, %v", resp, err)
 	}
-	// The ack came after JetStream stored every document.
+	// The ack came after JetStream stored every document: one message, as
+	// the batch's lines are of one namespace.
 	info, err := e.stream.Info(context.Background())
-	if err != nil || info.State.Msgs != 3 {
-		t.Fatalf("stream holds %d messages (%v), want 3", info.State.Msgs, err)
+	if err != nil || info.State.Msgs != 1 {
+		t.Fatalf("stream holds %d messages (%v), want 1", info.State.Msgs, err)
 	}
 	// The same records again (a resend after a reconnect) are not stored twice.
 	if err := s.Send(batch(2, lines...)); err != nil {
@@ -143,28 +184,34 @@ func TestStreamPublishesThenAcks(t *testing.T) {
 		t.Fatalf("ack = %v, %v", resp, err)
 	}
 	info, _ = e.stream.Info(context.Background())
-	if info.State.Msgs != 3 {
-		t.Fatalf("after a resend the stream holds %d messages, want 3", info.State.Msgs)
+	if info.State.Msgs != 1 {
+		t.Fatalf("after a resend the stream holds %d messages, want 1", info.State.Msgs)
 	}
-	msg, err := e.stream.GetMsg(context.Background(), 1)
-	if err != nil {
-		t.Fatal(err)
+	if got := testutilCounter(t, e, "podlogs_aggregator_published_total"); got != 3 {
+		t.Fatalf("published counter %v, want 3 documents", got)
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(msg.Data, &doc); err != nil {
-		t.Fatal(err)
+	if got := testutilCounter(t, e, "podlogs_aggregator_publish_duplicates_total"); got != 3 {
+		t.Fatalf("publish duplicates counter %v, want the 3 documents resent", got)
 	}
-	k := doc["kubernetes"].(map[string]any)
-	if doc["log"] != "Started UiApplication in 5.917 seconds" || doc["@timestamp"] != "2023-11-07T02:05:10.616Z" ||
-		k["pod_name"] != "ui-5dcbd7c4b8-x2vqz" || k["namespace_name"] != "ui" || k["host"] != "node-1" || msg.Subject != "t.docs.ui" {
-		t.Fatalf("document %s on %s", msg.Data, msg.Subject)
+	docs := e.stored(t)
+	if len(docs) != 3 {
+		t.Fatalf("stream holds %d documents, want 3", len(docs))
 	}
-	if len(msg.Header.Get("Nats-Msg-Id")) != 22 {
-		t.Fatalf("Nats-Msg-Id %q", msg.Header.Get("Nats-Msg-Id"))
+	first := docs[0]
+	k := first.doc["kubernetes"].(map[string]any)
+	if first.doc["log"] != "Started UiApplication in 5.917 seconds" || first.doc["@timestamp"] != "2023-11-07T02:05:10.616Z" ||
+		k["pod_name"] != "ui-5dcbd7c4b8-x2vqz" || k["namespace_name"] != "ui" || k["host"] != "node-1" || first.subject != "t.docs.ui" {
+		t.Fatalf("document %v on %s", first.doc, first.subject)
 	}
-	malformed, _ := e.stream.GetMsg(context.Background(), 3)
-	if !strings.Contains(string(malformed.Data), `"malformed":true`) || !strings.Contains(string(malformed.Data), `"log":"not a CRI line"`) {
-		t.Fatalf("malformed line stored as %s", malformed.Data)
+	ids := map[string]bool{}
+	for _, d := range docs {
+		if len(d.id) != 22 || ids[d.id] {
+			t.Fatalf("document id %q: want 22 characters, each its own", d.id)
+		}
+		ids[d.id] = true
+	}
+	if malformed := docs[2].raw; !strings.Contains(malformed, `"malformed":true`) || !strings.Contains(malformed, `"log":"not a CRI line"`) {
+		t.Fatalf("malformed line stored as %s", malformed)
 	}
 	if err := s.CloseSend(); err != nil {
 		t.Fatal(err)
@@ -253,5 +300,108 @@ func TestStreamEndsAtMaxAge(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(e.srv.metrics.aged); got != 1 {
 		t.Errorf("streams_aged_total = %v, want 1", got)
+	}
+}
+
+// A batch's documents go into one message per namespace, split where they
+// pass MessageBytes; every document is there once, on its namespace's subject.
+func TestBatchIsOneMessagePerNamespaceWithinTheSizeLimit(t *testing.T) {
+	e := setupConfig(t, Config{AggregatorID: "agg-0", MaxMessageBytes: 4 << 20, ReadAheadBatches: 2, SubjectPrefix: "t.docs", MessageBytes: 8 << 10}, nil)
+	s := open(t, e)
+	s.Send(hello())
+	s.Recv()
+	b := &podlogsv1.Batch{Sequence: 1, Sources: []*podlogsv1.Source{
+		{Path: podPath, Identity: &podlogsv1.FileIdentity{Fingerprint: 1}, Format: podlogsv1.Format_FORMAT_CRI},
+		{Path: "shop_cart-1_u2/cart/0.log", Identity: &podlogsv1.FileIdentity{Fingerprint: 2}, Format: podlogsv1.Format_FORMAT_CRI},
+		{Path: "ui_ui-2_u3/ui/0.log", Identity: &podlogsv1.FileIdentity{Fingerprint: 3}, Format: podlogsv1.Format_FORMAT_CRI},
+	}}
+	const n = 90
+	want := map[string]string{} // log → subject
+	for i := range n {
+		msg := fmt.Sprintf("line %03d %s", i, strings.Repeat("x", 200))
+		l := "2023-11-07T02:05:10.616482913Z stdout F " + msg
+		b.Records = append(b.Records, &podlogsv1.Record{SourceIndex: uint32(i % 3), Offset: uint64(i * 1000), NextOffset: uint64(i*1000 + len(l) + 1), Data: []byte(l)})
+		want[msg] = map[int]string{0: "t.docs.ui", 1: "t.docs.shop", 2: "t.docs.ui"}[i%3]
+	}
+	s.Send(&podlogsv1.StreamRequest{Message: &podlogsv1.StreamRequest_Batch{Batch: b}})
+	if resp, err := s.Recv(); err != nil || resp.GetAck().GetThroughSequence() != 1 {
+		t.Fatalf("ack = %v, %v", resp, err)
+	}
+	docs := e.stored(t)
+	if len(docs) != n {
+		t.Fatalf("stream holds %d documents, want %d", len(docs), n)
+	}
+	for _, d := range docs {
+		log := d.doc["log"].(string)
+		if want[log] != d.subject {
+			t.Fatalf("document %q on %s, want %s (or stored twice)", log[:8], d.subject, want[log])
+		}
+		delete(want, log)
+	}
+	info, _ := e.stream.Info(context.Background())
+	// 90 documents of some 500 bytes do not fit in one 8 KiB message per namespace.
+	if info.State.Msgs <= 2 {
+		t.Fatalf("%d messages for %d documents of 2 namespaces within 8 KiB each", info.State.Msgs, n)
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, _ := e.stream.GetMsg(context.Background(), seq)
+		if len(m.Data) > 8<<10 {
+			t.Fatalf("message %d is %d bytes, over the 8 KiB limit", seq, len(m.Data))
+		}
+	}
+}
+
+// A stream's converter reuses its message buffers from batch to batch, as
+// namespaces come and go: each batch's messages hold exactly its documents.
+func TestConverterReusesBuffersAcrossBatches(t *testing.T) {
+	m := newMetrics(prometheus.NewRegistry())
+	conv := converter{node: "node-1", subjectPrefix: "t.docs", messageBytes: 8 << 10}
+	paths := map[string]string{
+		"a": "a_p-1_u1/c/0.log", "b": "b_p-2_u2/c/0.log", "c": "c_p-3_u3/c/0.log",
+	}
+	// Namespaces in changing order and number, lines of changing length,
+	// so that groups and buffers move between subjects.
+	sets := [][]string{{"a", "b"}, {"b", "c"}, {"c"}, {"a", "b", "c"}, {"b"}, {"c", "a"}}
+	for round := range 60 {
+		nss := sets[round%len(sets)]
+		b := &podlogsv1.Batch{Sequence: uint64(round + 1)}
+		for i, ns := range nss {
+			b.Sources = append(b.Sources, &podlogsv1.Source{Path: paths[ns], Identity: &podlogsv1.FileIdentity{Fingerprint: uint64(i + 1)}, Format: podlogsv1.Format_FORMAT_CRI})
+		}
+		want := map[string]string{} // log → subject
+		n := 20 + 37*round%60
+		for i := range n {
+			msg := fmt.Sprintf("round %d line %d %s", round, i, strings.Repeat("y", (i*131+round*17)%1800))
+			l := "2023-11-07T02:05:10.616482913Z stdout F " + msg
+			src := i % len(nss)
+			off := uint64(round*1_000_000 + i*1000)
+			b.Records = append(b.Records, &podlogsv1.Record{SourceIndex: uint32(src), Offset: off, NextOffset: off + uint64(len(l)) + 1, Data: []byte(l)})
+			want[msg] = "t.docs." + nss[src]
+		}
+		msgs, err := conv.convert(context.Background(), b, time.Now(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for _, msg := range msgs {
+			docs, err := docmsg.Append(nil, msg.Header, msg.Data)
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			for _, d := range docs {
+				var doc struct{ Log string }
+				if err := json.Unmarshal(d.Data, &doc); err != nil {
+					t.Fatalf("round %d: %s: %v", round, d.Data, err)
+				}
+				if want[doc.Log] != msg.Subject {
+					t.Fatalf("round %d: %.20q on %s, want %q (or a document twice, or of another batch)", round, doc.Log, msg.Subject, want[doc.Log])
+				}
+				delete(want, doc.Log)
+				got++
+			}
+		}
+		if got != n || len(want) != 0 {
+			t.Fatalf("round %d: %d documents in %d messages, want %d", round, got, len(msgs), n)
+		}
 	}
 }

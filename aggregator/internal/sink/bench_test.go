@@ -21,6 +21,7 @@ import (
 
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
 	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
+	"github.com/podlogs/podlogs/internal/docmsg"
 	"github.com/podlogs/podlogs/internal/natstest"
 	"github.com/podlogs/podlogs/internal/ostest"
 )
@@ -208,16 +209,32 @@ func writerLoadCPU(b *testing.B, client *opensearch.Client, docs [][]byte, bulk,
 		b.Fatal(err)
 	}
 	pub := buffer.NewPublisher(js, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
-	msgs := make([]*nats.Msg, 0, 1000)
+	// As ingest publishes them: one message per forwarder batch (at most
+	// 2000 records, here all of namespace ui) within 256 KiB.
+	var msgs []*nats.Msg
+	var w docmsg.Writer
 	for i, d := range docs {
-		msgs = append(msgs, &nats.Msg{Subject: "b.docs.ui", Header: nats.Header{"Nats-Msg-Id": []string{"id-" + strconv.Itoa(i)}}, Data: d})
-		if len(msgs) == cap(msgs) || i == len(docs)-1 {
-			if err := pub.Publish(ctx, msgs); err != nil {
-				b.Fatal(err)
-			}
-			msgs = msgs[:0]
+		if w.Docs() == 0 {
+			w.Reset(nil)
+		}
+		w.End(append(w.Begin([]byte("id-"+strconv.Itoa(i))), d...))
+		if w.Len() >= 256<<10-2048 || w.Docs() == 2000 || i == len(docs)-1 {
+			msgs = append(msgs, w.Msg("b.docs.ui"))
+			w = docmsg.Writer{}
 		}
 	}
+	for len(msgs) > 0 {
+		n := min(len(msgs), 64)
+		if err := pub.Publish(ctx, msgs[:n]); err != nil {
+			b.Fatal(err)
+		}
+		msgs = msgs[n:]
+	}
+	stored, err := cons.Info(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	messages := stored.NumPending
 	s := New(Config{
 		Index: index, DeadLetter: index + "-dlq", Workers: workers, BulkDocs: bulk, BulkBytes: 64 << 20,
 		FlushInterval: 100 * time.Millisecond, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
@@ -247,7 +264,7 @@ func writerLoadCPU(b *testing.B, client *opensearch.Client, docs [][]byte, bulk,
 	// Not timed: every ack reached JetStream.
 	for {
 		ci, err := cons.Info(ctx)
-		if err == nil && ci.AckFloor.Stream == uint64(len(docs)) && ci.NumAckPending == 0 {
+		if err == nil && ci.AckFloor.Stream == messages && ci.NumAckPending == 0 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -282,12 +299,15 @@ func (m *fakeMsg) Headers() nats.Header { return m.hdr }
 //	go test -run '^$' -bench Fill -benchmem ./aggregator/internal/sink/
 func BenchmarkFill(b *testing.B) {
 	docs := benchDocs(2000)
-	msgs := make([]jetstream.Msg, len(docs))
+	var w docmsg.Writer
+	w.Reset(nil)
 	var size int64
 	for i, d := range docs {
-		msgs[i] = &fakeMsg{data: d, hdr: nats.Header{jetstream.MsgIDHeader: []string{"Yp3kZ0cQeXh0aW5nLWlk" + strconv.Itoa(i%100)}}}
+		w.End(append(w.Begin([]byte("Yp3kZ0cQeXh0aW5nLWlk"+strconv.Itoa(i%100))), d...))
 		size += int64(len(d))
 	}
+	m := w.Msg("b.docs.ui")
+	msgs := []*held{hold(&fakeMsg{data: m.Data, hdr: m.Header})}
 	for _, index := range []string{"eks-pod-logs", "eks-pod-logs-%Y.%m.%d"} {
 		b.Run("index="+index, func(b *testing.B) {
 			s := &Sink{cfg: Config{Index: index, BulkBytes: 64 << 20}}
@@ -296,8 +316,8 @@ func BenchmarkFill(b *testing.B) {
 			b.SetBytes(size)
 			b.ReportAllocs()
 			for b.Loop() {
-				if end := s.fill(&body, idx, msgs, 0); end != len(msgs) {
-					b.Fatalf("filled %d of %d", end, len(msgs))
+				if end := s.fill(&body, idx, msgs, 0); end != len(msgs) || len(msgs[0].docs) != len(docs) {
+					b.Fatalf("filled %d of %d messages, %d documents", end, len(msgs), len(msgs[0].docs))
 				}
 			}
 		})

@@ -1,11 +1,13 @@
 // Package sink moves documents from the JetStream buffer into OpenSearch.
 //
 // Every aggregator replica pulls from one shared durable pull consumer, so
-// each message goes to one replica. In a replica, one goroutine pulls
-// continuously (prefetching at most one batch) and cuts batches by count,
-// bytes or flush interval; each worker takes a batch, writes it with one
-// _bulk request of "create" operations under the document's own id (to the
-// index, the daily index its @timestamp names, or the data stream), and
+// each message goes to one replica. A message holds documents (package
+// docmsg: a batch's documents of one namespace, or one document in the
+// format before batches). In a replica, one goroutine pulls continuously
+// (prefetching at most PullBytes) and cuts batches of messages by document
+// count, bytes or flush interval; each worker takes a batch, writes it with
+// _bulk requests of "create" operations under each document's own id (to
+// the index, the daily index its @timestamp names, or the data stream), and
 // decides per document from the item's result:
 //   - created, or 409 (a document with that id exists: a resent line) → ack;
 //   - 429, 5xx → nak with a growing delay: JetStream redelivers it later;
@@ -17,6 +19,11 @@
 //   - 429 or 5xx on the MaxDeliveries-th delivery or later → dead-letter index
 //     too (reason "delivered N times", with the last error): a document is
 //     never retried forever, and never dropped silently.
+//
+// A message is acked once each of its documents is settled (created,
+// duplicate or dead-lettered) and nak'ed if any is to be retried: it comes
+// back whole, and its documents already written are answered 409. A message
+// that cannot be read goes to the dead-letter index as it is.
 //
 // The consumer itself has no MaxDeliver: JetStream would stop delivering a
 // message past it and keep it out of reach (only an advisory tells), so the
@@ -31,8 +38,9 @@
 // loses nothing; ack_wait must exceed the slowest bulk request. A replica
 // stopped (its context done) finishes its bulk requests in flight and naks
 // what it pulled but did not write, for another replica to take at once.
-// Messages held are bounded: (workers + 1) × BulkDocs per replica, and
-// max_ack_pending across replicas.
+// What a replica holds is bounded: (workers + 1) batches of at most
+// BulkDocs documents, PullBytes prefetched, and max_ack_pending messages
+// across replicas.
 package sink
 
 import (
@@ -55,20 +63,25 @@ import (
 
 	"github.com/podlogs/podlogs/aggregator/internal/accounting"
 	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
+	"github.com/podlogs/podlogs/internal/docmsg"
 )
 
 // Config tunes the writer.
 type Config struct {
 	// Index names the index; with %Y %m %d %H (see ValidateIndex) it is a
 	// pattern, and each document goes to the index its own @timestamp names.
-	Index         string
-	Mode          IndexMode  // a plain index (or date pattern), or a data stream
-	ISM           ISMPolicy  // lifecycle policy installed with the template, if any
-	Keys          KeyMapping // how the template maps label and annotation keys
-	DeadLetter    string     // index for documents OpenSearch rejects for good
-	Workers       int
-	BulkDocs      int           // documents fetched per bulk request
-	BulkBytes     int           // split a bulk request past this body size
+	Index      string
+	Mode       IndexMode  // a plain index (or date pattern), or a data stream
+	ISM        ISMPolicy  // lifecycle policy installed with the template, if any
+	Keys       KeyMapping // how the template maps label and annotation keys
+	DeadLetter string     // index for documents OpenSearch rejects for good
+	Workers    int
+	BulkDocs   int // documents fetched per bulk request
+	BulkBytes  int // split a bulk request past this body size
+	// PullBytes bounds what the continuous pull holds ahead of the
+	// workers; it must be at least the largest message (the NATS server's
+	// max_payload), or the pull stalls. 0: max(BulkBytes, 2 MiB).
+	PullBytes     int
 	FlushInterval time.Duration // longest wait to fill a batch
 	BackoffMin    time.Duration
 	BackoffMax    time.Duration
@@ -152,8 +165,8 @@ func (s *Sink) Run(ctx context.Context) error {
 	// has already done; the grace goroutine bounds them.
 	writeCtx, cancelWrite := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWrite()
-	want := make(chan struct{})           // a worker is ready for a batch
-	batches := make(chan []jetstream.Msg) // the batch cut for it
+	want := make(chan struct{})   // a worker is ready for a batch
+	batches := make(chan []*held) // the batch cut for it
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(batches)
@@ -211,12 +224,13 @@ func (s *Sink) installTemplates(ctx context.Context) error {
 // pull cuts batches from one continuous pull on the consumer and hands
 // them to the workers that ask (want) until ctx is done. A batch closes at
 // BulkDocs documents, at about BulkBytes of bulk body, or FlushInterval
-// after its first document. The iterator prefetches in the background, at
-// most BulkDocs messages: a replica holds at most (workers + 1) × BulkDocs.
-func (s *Sink) pull(ctx context.Context, want <-chan struct{}, batches chan<- []jetstream.Msg) {
+// after its first message (a message is never split). The iterator
+// prefetches in the background, at most PullBytes.
+func (s *Sink) pull(ctx context.Context, want <-chan struct{}, batches chan<- []*held) {
 	backoff := s.cfg.BackoffMin
+	pullBytes := cmp.Or(s.cfg.PullBytes, max(s.cfg.BulkBytes, 2<<20))
 	for ctx.Err() == nil {
-		it, err := s.cons.Messages(jetstream.PullMaxMessages(s.cfg.BulkDocs))
+		it, err := s.cons.Messages(jetstream.PullMaxBytes(pullBytes))
 		if err == nil {
 			err = s.cut(ctx, it, want, batches)
 			if ctx.Err() != nil {
@@ -233,14 +247,14 @@ func (s *Sink) pull(ctx context.Context, want <-chan struct{}, batches chan<- []
 
 // cut reads it into batches, one for each want, until ctx is done or it
 // fails.
-func (s *Sink) cut(ctx context.Context, it jetstream.MessagesContext, want <-chan struct{}, batches chan<- []jetstream.Msg) error {
-	var next jetstream.Msg // read, but past the byte limit of the batch before
+func (s *Sink) cut(ctx context.Context, it jetstream.MessagesContext, want <-chan struct{}, batches chan<- []*held) error {
+	var next *held // read, but past the limits of the batch before
 	for {
 		select {
 		case <-want:
 		case <-ctx.Done():
 			if next != nil {
-				s.nakAll([]jetstream.Msg{next}, s.cfg.BackoffMin)
+				s.nakAll([]*held{next}, s.cfg.BackoffMin)
 			}
 			return ctx.Err()
 		}
@@ -249,13 +263,13 @@ func (s *Sink) cut(ctx context.Context, it jetstream.MessagesContext, want <-cha
 			if err != nil {
 				return fmt.Errorf("next message: %w", err)
 			}
-			next = m
+			next = hold(m)
 		}
-		batch := make([]jetstream.Msg, 1, s.cfg.BulkDocs)
-		batch[0], next = next, nil
-		size := bulkLineSize(batch[0])
+		batch := []*held{next}
+		docs, size := next.count(), next.bulkSize()
+		next = nil
 		flushCtx, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
-		for len(batch) < s.cfg.BulkDocs {
+		for docs < s.cfg.BulkDocs {
 			m, err := it.Next(jetstream.NextContext(flushCtx))
 			if err != nil {
 				if ctx.Err() == nil && flushCtx.Err() != nil {
@@ -265,11 +279,12 @@ func (s *Sink) cut(ctx context.Context, it jetstream.MessagesContext, want <-cha
 				s.nakAll(batch, s.cfg.BackoffMin)
 				return fmt.Errorf("next message: %w", err)
 			}
-			if n := bulkLineSize(m); size+n <= s.cfg.BulkBytes {
-				batch, size = append(batch, m), size+n
+			h := hold(m)
+			if n, b := h.count(), h.bulkSize(); docs+n <= s.cfg.BulkDocs && size+b <= s.cfg.BulkBytes {
+				batch, docs, size = append(batch, h), docs+n, size+b
 				continue
 			}
-			next = m
+			next = h
 			break
 		}
 		cancel()
@@ -278,15 +293,37 @@ func (s *Sink) cut(ctx context.Context, it jetstream.MessagesContext, want <-cha
 		case <-ctx.Done():
 			s.nakAll(batch, s.cfg.BackoffMin)
 			if next != nil {
-				s.nakAll([]jetstream.Msg{next}, s.cfg.BackoffMin)
+				s.nakAll([]*held{next}, s.cfg.BackoffMin)
 			}
 			return ctx.Err()
 		}
 	}
 }
 
-// bulkLineSize is about what m adds to a bulk body.
-func bulkLineSize(m jetstream.Msg) int { return len(m.Data()) + 128 }
+// held is a message pulled from the consumer, with its documents.
+type held struct {
+	msg  jetstream.Msg
+	docs []docmsg.Doc
+	bad  error // the message could not be read: it goes to the dead-letter index whole
+	// retry is set when one of the documents is to be written again: the
+	// message is nak'ed, not acked.
+	retry bool
+}
+
+func hold(m jetstream.Msg) *held {
+	h := &held{msg: m}
+	// The header's count sizes the slice, within what the data can hold.
+	n := min(docmsg.Count(m.Headers()), len(m.Data())/docmsg.EntrySize(0, 0)+1)
+	h.docs, h.bad = docmsg.Append(make([]docmsg.Doc, 0, n), m.Headers(), m.Data())
+	return h
+}
+
+// count is how many documents h adds to a batch (a message that cannot be
+// read counts as one).
+func (h *held) count() int { return max(len(h.docs), 1) }
+
+// bulkSize is about what h adds to a bulk body.
+func (h *held) bulkSize() int { return len(h.msg.Data()) + 128*h.count() }
 
 // release gives back what the iterator has prefetched: nak'ed, it goes to
 // whichever writer pulls next instead of waiting out ack_wait.
@@ -297,7 +334,9 @@ func (s *Sink) release(it jetstream.MessagesContext) {
 		if err != nil {
 			return
 		}
-		s.nakAll([]jetstream.Msg{m}, s.cfg.BackoffMin)
+		if err := m.NakWithDelay(jitter(s.cfg.BackoffMin)); err != nil {
+			s.log.Debug("nak failed", "err", err)
+		}
 	}
 }
 
@@ -325,7 +364,7 @@ func (s *Sink) install(ctx context.Context) error {
 // work writes the batches pull cuts; a worker has one bulk request in
 // flight at a time. Bulk requests use writeCtx, so that the one in flight
 // when ctx is done finishes; batches received after that are nak'ed.
-func (s *Sink) work(ctx, writeCtx context.Context, want chan<- struct{}, batches <-chan []jetstream.Msg) {
+func (s *Sink) work(ctx, writeCtx context.Context, want chan<- struct{}, batches <-chan []*held) {
 	backoff := s.cfg.BackoffMin
 	var body bytes.Buffer
 	idx := newIndexNamer(s.cfg.Index)
@@ -351,7 +390,11 @@ func (s *Sink) work(ctx, writeCtx context.Context, want chan<- struct{}, batches
 			if !ok {
 				s.nakAll(msgs[start:], backoff)
 			} else if s.settled != nil {
-				s.settled(end - start)
+				n := 0
+				for _, h := range msgs[start:end] {
+					n += len(h.docs)
+				}
+				s.settled(n)
 			}
 			start = end
 		}
@@ -364,25 +407,27 @@ func (s *Sink) work(ctx, writeCtx context.Context, want chan<- struct{}, batches
 	}
 }
 
-// fill writes bulk lines for msgs[start:] into body up to the byte limit
-// (at least one document) and returns the end of what it took.
-// Each document goes to the index idx names for it.
-func (s *Sink) fill(body *bytes.Buffer, idx *indexNamer, msgs []jetstream.Msg, start int) int {
+// fill writes bulk lines for the documents of msgs[start:] into body up to
+// the byte limit (at least one message; a message is never split) and
+// returns the end of what it took. Each document goes to the index idx
+// names for it.
+func (s *Sink) fill(body *bytes.Buffer, idx *indexNamer, msgs []*held, start int) int {
 	body.Reset()
 	i := start
 	for ; i < len(msgs); i++ {
-		m := msgs[i]
-		data := m.Data()
-		if i > start && body.Len()+len(data)+128 > s.cfg.BulkBytes {
+		h := msgs[i]
+		if i > start && body.Len()+h.bulkSize() > s.cfg.BulkBytes {
 			break
 		}
-		body.WriteString(`{"create":{"_index":`)
-		body.Write(idx.quoted(data))
-		body.WriteString(`,"_id":`)
-		writeJSONString(body, m.Headers().Get(jetstream.MsgIDHeader))
-		body.WriteString("}}\n")
-		body.Write(data)
-		body.WriteByte('\n')
+		for _, d := range h.docs {
+			body.WriteString(`{"create":{"_index":`)
+			body.Write(idx.quoted(d.Data))
+			body.WriteString(`,"_id":`)
+			writeJSONString(body, d.ID)
+			body.WriteString("}}\n")
+			body.Write(d.Data)
+			body.WriteByte('\n')
+		}
 	}
 	return i
 }
@@ -395,86 +440,121 @@ type bulkResponse struct {
 }
 
 type bulkItem struct {
-	Status int `json:"status"`
-	Error  *struct {
-		Type   string `json:"type"`
-		Reason string `json:"reason"`
-	} `json:"error"`
+	Status int        `json:"status"`
+	Error  *bulkError `json:"error"`
+}
+
+type bulkError struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
 }
 
 // bulkPath asks OpenSearch to answer only what write reads: an item is then
 // about 25 bytes instead of 200, less to encode and to decode.
 const bulkPath = "/_bulk?filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
 
-// write sends one bulk request and settles each message by its item's
-// result. It returns false if the request failed as a whole.
-func (s *Sink) write(ctx context.Context, body []byte, msgs []jetstream.Msg) bool {
+// write sends one bulk request for the documents of msgs and settles each
+// message by its documents' results. It returns false if the request
+// failed as a whole.
+func (s *Sink) write(ctx context.Context, body []byte, msgs []*held) bool {
+	var rejected []rejection
+	docs := 0
+	for _, h := range msgs {
+		docs += len(h.docs)
+		if h.bad != nil {
+			rejected = append(rejected, rejection{held: h, doc: docmsg.Doc{ID: []byte(h.msg.Headers().Get(docmsg.HeaderMsgID)), Data: h.msg.Data()},
+				item: bulkItem{Error: &bulkError{Type: "unreadable_message"}}, reason: h.bad.Error()})
+		}
+	}
+	if docs > 0 {
+		var ok bool
+		if rejected, ok = s.bulk(ctx, body, msgs, docs, rejected); !ok {
+			return false
+		}
+	}
+	if len(rejected) > 0 {
+		s.deadLetter(ctx, rejected)
+	}
+	for _, h := range msgs {
+		if h.retry {
+			s.nak(h.msg)
+		} else {
+			s.ack(h.msg)
+		}
+	}
+	return true
+}
+
+// bulk sends the request and sorts its items: documents to retry mark
+// their message, documents refused for good are added to rejected. It
+// returns false if the request failed as a whole.
+func (s *Sink) bulk(ctx context.Context, body []byte, msgs []*held, docs int, rejected []rejection) ([]rejection, bool) {
 	start := time.Now()
 	out, err := osrequest.Do(ctx, s.client, http.MethodPost, bulkPath, body)
 	s.metrics.bulkSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.metrics.bulkRequests.WithLabelValues("failed").Inc()
 		if ctx.Err() == nil {
-			s.log.Warn("bulk request failed; documents stay in the buffer and are retried", "docs", len(msgs), "err", err)
+			s.log.Warn("bulk request failed; documents stay in the buffer and are retried", "docs", docs, "err", err)
 		}
-		return false
+		return rejected, false
 	}
 	var resp bulkResponse
-	if err := json.Unmarshal(out, &resp); err != nil || len(resp.Items) != len(msgs) {
+	if err := json.Unmarshal(out, &resp); err != nil || len(resp.Items) != docs {
 		s.metrics.bulkRequests.WithLabelValues("failed").Inc()
-		s.log.Error("bulk response does not match the request; retrying", "err", err, "items", len(resp.Items), "docs", len(msgs))
-		return false
+		s.log.Error("bulk response does not match the request; retrying", "err", err, "items", len(resp.Items), "docs", docs)
+		return rejected, false
 	}
 	s.metrics.bulkRequests.WithLabelValues("ok").Inc()
-	var rejected []rejection
 	var denied int
 	var deniedReason string
-	for i, it := range resp.Items {
-		m := msgs[i]
-		switch st := it.Create.Status; {
-		case st == http.StatusOK || st == http.StatusCreated:
-			s.metrics.docs.WithLabelValues("created").Inc()
-			s.cfg.Accounting.AddDocument(m.Subject(), m.Data(), accounting.Indexed)
-			s.ack(m)
-		case st == http.StatusConflict:
-			s.metrics.docs.WithLabelValues("duplicate").Inc()
-			s.cfg.Accounting.AddDocument(m.Subject(), m.Data(), accounting.Duplicate)
-			s.ack(m)
-		case st == http.StatusUnauthorized || st == http.StatusForbidden:
-			// The role lacks a permission: the operator's to fix, and the
-			// dead-letter index would refuse the document too. Retry it,
-			// whatever MaxDeliveries says; it is indexed once the role allows.
-			s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
-			s.metrics.docs.WithLabelValues("retried").Inc()
-			denied, deniedReason = denied+1, reasonOf(it.Create)
-			s.nak(m)
-		case st == http.StatusTooManyRequests || st >= 500:
-			s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
-			if n := deliveries(m); s.cfg.MaxDeliveries > 0 && n >= uint64(s.cfg.MaxDeliveries) {
-				rejected = append(rejected, rejection{msg: m, item: it.Create,
-					reason: fmt.Sprintf("delivered %d times (--max-deliveries); last error: %s", n, reasonOf(it.Create))})
-				continue
+	items := resp.Items
+	for _, h := range msgs {
+		subject := h.msg.Subject()
+		for j, it := range items[:len(h.docs)] {
+			d := h.docs[j]
+			switch st := it.Create.Status; {
+			case st == http.StatusOK || st == http.StatusCreated:
+				s.metrics.created.Inc()
+				s.cfg.Accounting.AddDocument(subject, d.Data, accounting.Indexed)
+			case st == http.StatusConflict:
+				s.metrics.duplicate.Inc()
+				s.cfg.Accounting.AddDocument(subject, d.Data, accounting.Duplicate)
+			case st == http.StatusUnauthorized || st == http.StatusForbidden:
+				// The role lacks a permission: the operator's to fix, and the
+				// dead-letter index would refuse the document too. Retry it,
+				// whatever MaxDeliveries says; it is indexed once the role allows.
+				s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
+				s.metrics.retried.Inc()
+				denied, deniedReason = denied+1, reasonOf(it.Create)
+				h.retry = true
+			case st == http.StatusTooManyRequests || st >= 500:
+				s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
+				if n := deliveries(h.msg); s.cfg.MaxDeliveries > 0 && n >= uint64(s.cfg.MaxDeliveries) {
+					rejected = append(rejected, rejection{held: h, doc: d, item: it.Create,
+						reason: fmt.Sprintf("delivered %d times (--max-deliveries); last error: %s", n, reasonOf(it.Create))})
+					continue
+				}
+				s.metrics.retried.Inc()
+				h.retry = true
+			default:
+				s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
+				rejected = append(rejected, rejection{held: h, doc: d, item: it.Create, reason: reasonOf(it.Create)})
 			}
-			s.metrics.docs.WithLabelValues("retried").Inc()
-			s.nak(m)
-		default:
-			s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
-			rejected = append(rejected, rejection{msg: m, item: it.Create, reason: reasonOf(it.Create)})
 		}
+		items = items[len(h.docs):]
 	}
 	if denied > 0 {
 		s.log.Error("OpenSearch denied the writer permission; the documents stay in the buffer and are retried: "+
 			"grant the user's role create_index and write on the index pattern", "docs", denied, "reason", deniedReason)
 	}
-	if len(rejected) > 0 {
-		s.deadLetter(ctx, rejected)
-	}
-	return true
+	return rejected, true
 }
 
 // rejection is a document bound for the dead-letter index.
 type rejection struct {
-	msg    jetstream.Msg
+	held   *held
+	doc    docmsg.Doc
 	item   bulkItem
 	reason string
 }
@@ -495,17 +575,17 @@ func deliveries(m jetstream.Msg) uint64 {
 }
 
 // deadLetter stores rejected documents in the dead-letter index with the
-// reason, then acks them. If that write fails they are nak'ed and tried again.
+// reason. If that write fails their messages are marked for a retry.
 func (s *Sink) deadLetter(ctx context.Context, rejected []rejection) {
 	var body bytes.Buffer
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	idx := newIndexNamer(s.cfg.Index)
 	for _, r := range rejected {
-		id := r.msg.Headers().Get(jetstream.MsgIDHeader)
+		id := string(r.doc.ID)
 		doc, _ := json.Marshal(map[string]any{
-			"@timestamp": now, "index": idx.name(r.msg.Data()), "error_type": errType(r.item), "reason": r.reason,
-			"status": r.item.Status, "document": string(r.msg.Data()), "document_id": id,
-			"deliveries": deliveries(r.msg), "subject": r.msg.Subject(),
+			"@timestamp": now, "index": idx.name(r.doc.Data), "error_type": errType(r.item), "reason": r.reason,
+			"status": r.item.Status, "document": string(r.doc.Data), "document_id": id,
+			"deliveries": deliveries(r.held.msg), "subject": r.held.msg.Subject(),
 		})
 		body.WriteString(`{"index":{"_index":`)
 		writeJSONString(&body, s.cfg.DeadLetter)
@@ -527,12 +607,11 @@ func (s *Sink) deadLetter(ctx context.Context, rejected []rejection) {
 	}
 	for _, r := range rejected {
 		if err != nil {
-			s.nak(r.msg)
+			r.held.retry = true
 			continue
 		}
-		s.metrics.docs.WithLabelValues("dead_lettered").Inc()
-		s.cfg.Accounting.AddDocument(r.msg.Subject(), r.msg.Data(), accounting.DeadLettered)
-		s.ack(r.msg)
+		s.metrics.deadLettered.Inc()
+		s.cfg.Accounting.AddDocument(r.held.msg.Subject(), r.doc.Data, accounting.DeadLettered)
 	}
 	if err != nil {
 		s.log.Error("writing to the dead-letter index failed; the documents are retried", "err", err)
@@ -560,9 +639,9 @@ func (s *Sink) nak(m jetstream.Msg) {
 	}
 }
 
-func (s *Sink) nakAll(msgs []jetstream.Msg, delay time.Duration) {
-	for _, m := range msgs {
-		if err := m.NakWithDelay(jitter(delay)); err != nil {
+func (s *Sink) nakAll(msgs []*held, delay time.Duration) {
+	for _, h := range msgs {
+		if err := h.msg.NakWithDelay(jitter(delay)); err != nil {
 			s.log.Debug("nak failed", "err", err)
 		}
 	}
@@ -577,7 +656,7 @@ func errType(it bulkItem) string {
 
 // writeJSONString writes s quoted. Ids and index names need no escaping:
 // they are written as they are, without the allocation of json.Marshal.
-func writeJSONString(b *bytes.Buffer, s string) {
+func writeJSONString[S string | []byte](b *bytes.Buffer, s S) {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
 			q, _ := json.Marshal(s)
@@ -586,7 +665,7 @@ func writeJSONString(b *bytes.Buffer, s string) {
 		}
 	}
 	b.WriteByte('"')
-	b.WriteString(s)
+	b.Write([]byte(s))
 	b.WriteByte('"')
 }
 
@@ -611,6 +690,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 type metrics struct {
 	bulkRequests, docs, errors *prometheus.CounterVec
 	bulkSeconds                prometheus.Histogram
+	// docs by outcome, looked up once: they count every document.
+	created, duplicate, retried, deadLettered prometheus.Counter
 	// Per namespace (and per pod): Config.Accounting.
 }
 
@@ -630,9 +711,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 		}),
 	}
-	for _, o := range []string{"created", "duplicate", "retried", "dead_lettered"} {
-		m.docs.WithLabelValues(o)
-	}
+	m.created, m.duplicate = m.docs.WithLabelValues("created"), m.docs.WithLabelValues("duplicate")
+	m.retried, m.deadLettered = m.docs.WithLabelValues("retried"), m.docs.WithLabelValues("dead_lettered")
 	reg.MustRegister(m.bulkRequests, m.docs, m.errors, m.bulkSeconds)
 	return m
 }

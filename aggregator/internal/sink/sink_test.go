@@ -23,6 +23,7 @@ import (
 
 	"github.com/podlogs/podlogs/aggregator/internal/accounting"
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
+	"github.com/podlogs/podlogs/internal/docmsg"
 	"github.com/podlogs/podlogs/internal/natstest"
 	"github.com/podlogs/podlogs/internal/ostest"
 )
@@ -37,7 +38,20 @@ type rig struct {
 	osURL  string
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// perMessage documents go in one message, as ingest batches them; 0
+	// publishes each alone in the format before batches.
+	perMessage int
+	pending    []docmsg.Doc
+	sentMsgs   uint64
+	sentDocs   int
 }
+
+// formats are the two message formats a writer reads.
+var formats = []struct {
+	name       string
+	perMessage int
+}{{"batch messages", 8}, {"single-document messages", 0}}
 
 // start runs a sink from a fresh stream into a fresh index, through osURL
 // (the real node, or a proxy in front of it).
@@ -70,17 +84,50 @@ func start(t *testing.T, osURL string, dupWindow time.Duration, opts ...func(*Co
 	}
 	s := New(cfg, client, cons, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	runCtx, cancel := context.WithCancel(ctx)
-	r := &rig{js: js, stream: st, sink: s, index: index, osURL: osURL, cancel: cancel, done: make(chan struct{})}
+	r := &rig{js: js, stream: st, sink: s, index: index, osURL: osURL, cancel: cancel, done: make(chan struct{}), perMessage: 8}
 	go func() { defer close(r.done); s.Run(runCtx) }()
 	t.Cleanup(func() { cancel(); <-r.done })
 	return r
 }
 
+// publish adds a document to the next message, and sends the message once
+// it holds perMessage documents (at once in the format before batches).
 func (r *rig) publish(t *testing.T, id string, doc string) {
 	t.Helper()
-	m := &nats.Msg{Subject: "t.docs.ui", Header: nats.Header{"Nats-Msg-Id": []string{id}}, Data: []byte(doc)}
-	if _, err := r.js.PublishMsg(context.Background(), m); err != nil {
+	r.sentDocs++
+	if r.perMessage == 0 {
+		r.send(t, &nats.Msg{Subject: "t.docs.ui", Header: nats.Header{"Nats-Msg-Id": []string{id}}, Data: []byte(doc)})
+		return
+	}
+	r.pending = append(r.pending, docmsg.Doc{ID: []byte(id), Data: []byte(doc)})
+	if len(r.pending) == r.perMessage {
+		r.flush(t)
+	}
+}
+
+// flush sends the documents published since the last message.
+func (r *rig) flush(t *testing.T) {
+	t.Helper()
+	if len(r.pending) == 0 {
+		return
+	}
+	var w docmsg.Writer
+	w.Reset(nil)
+	for _, d := range r.pending {
+		w.End(append(w.Begin(d.ID), d.Data...))
+	}
+	r.pending = r.pending[:0]
+	r.send(t, w.Msg("t.docs.ui"))
+}
+
+func (r *rig) send(t *testing.T, m *nats.Msg) {
+	t.Helper()
+	ack, err := r.js.PublishMsg(context.Background(), m)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !ack.Duplicate {
+		r.sentMsgs++
 	}
 }
 
@@ -118,9 +165,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// settled waits until the consumer has every message acked.
-func (r *rig) settled(t *testing.T, n uint64) {
+// settled sends what is pending and waits until the consumer has every
+// message acked; docs is the number of documents published so far.
+func (r *rig) settled(t *testing.T, docs int) {
 	t.Helper()
+	if r.sentDocs != docs {
+		t.Fatalf("BUG: %d documents published, the test counts %d", r.sentDocs, docs)
+	}
+	r.flush(t)
+	n := r.sentMsgs
 	waitFor(t, fmt.Sprintf("%d messages acked", n), func() bool {
 		info, err := r.js.Consumer(context.Background(), "T", "writer")
 		if err != nil {
@@ -132,68 +185,78 @@ func (r *rig) settled(t *testing.T, n uint64) {
 }
 
 func TestWritesEachDocumentOnceAndAcksDuplicates(t *testing.T) {
-	osURL := ostest.URL(t)
-	ledger := accounting.New(accounting.Config{}, prometheus.NewRegistry())
-	r := start(t, osURL, 100*time.Millisecond, func(c *Config) { c.Accounting = ledger })
-	for i := range 120 {
-		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
-	}
-	r.settled(t, 120)
-	time.Sleep(200 * time.Millisecond) // past the duplicate window: JetStream stores them again
-	for i := range 30 {
-		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
-	}
-	r.settled(t, 150)
-	if n := count(t, osURL, r.index); n != 120 {
-		t.Fatalf("index holds %d documents, want 120", n)
-	}
-	if c := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("created")); c != 120 {
-		t.Fatalf("created = %v", c)
-	}
-	if d := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("duplicate")); d != 30 {
-		t.Fatalf("duplicate = %v", d)
-	}
-	// These documents are not in the layout ingest writes: their pod is unknown.
-	if rows := ledger.Snapshot("ui").Rows; len(rows) != 1 || rows[0].Pod != accounting.UnknownPod ||
-		rows[0].Indexed != 120 || rows[0].Duplicate != 30 {
-		t.Fatalf("accounting of namespace ui: %+v", rows)
+	for _, f := range formats {
+		t.Run(f.name, func(t *testing.T) {
+			osURL := ostest.URL(t)
+			ledger := accounting.New(accounting.Config{}, prometheus.NewRegistry())
+			r := start(t, osURL, 100*time.Millisecond, func(c *Config) { c.Accounting = ledger })
+			r.perMessage = f.perMessage
+			for i := range 120 {
+				r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+			}
+			r.settled(t, 120)
+			time.Sleep(200 * time.Millisecond) // past the duplicate window: JetStream stores them again
+			for i := range 30 {
+				r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+			}
+			r.settled(t, 150)
+			if n := count(t, osURL, r.index); n != 120 {
+				t.Fatalf("index holds %d documents, want 120", n)
+			}
+			if c := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("created")); c != 120 {
+				t.Fatalf("created = %v", c)
+			}
+			if d := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("duplicate")); d != 30 {
+				t.Fatalf("duplicate = %v", d)
+			}
+			// These documents are not in the layout ingest writes: their pod is unknown.
+			if rows := ledger.Snapshot("ui").Rows; len(rows) != 1 || rows[0].Pod != accounting.UnknownPod ||
+				rows[0].Indexed != 120 || rows[0].Duplicate != 30 {
+				t.Fatalf("accounting of namespace ui: %+v", rows)
+			}
+		})
 	}
 }
 
 func TestMappingConflictGoesToDeadLetterIndex(t *testing.T) {
-	osURL := ostest.URL(t)
-	r := start(t, osURL, time.Minute)
-	for i := range 20 {
-		if i == 7 {
-			r.publish(t, "bad", doc(i, map[string]any{"an": "object where a number belongs"}))
-			continue
-		}
-		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
-	}
-	r.settled(t, 20)
-	if n := count(t, osURL, r.index); n != 19 {
-		t.Fatalf("index holds %d documents, want the 19 good ones", n)
-	}
-	if n := count(t, osURL, r.index+"-dlq"); n != 1 {
-		t.Fatalf("dead-letter index holds %d documents, want 1", n)
-	}
-	resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/bad")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var got struct {
-		Source struct {
-			ErrorType string `json:"error_type"`
-			Reason    string `json:"reason"`
-			Document  string `json:"document"`
-			Status    int    `json:"status"`
-		} `json:"_source"`
-	}
-	json.NewDecoder(resp.Body).Decode(&got)
-	if got.Source.ErrorType != "mapper_parsing_exception" || got.Source.Status != 400 ||
-		!strings.Contains(got.Source.Reason, "podlogs.offset") || !strings.Contains(got.Source.Document, "line 7") {
-		t.Fatalf("dead letter %+v", got.Source)
+	for _, f := range formats {
+		t.Run(f.name, func(t *testing.T) {
+			osURL := ostest.URL(t)
+			r := start(t, osURL, time.Minute)
+			r.perMessage = f.perMessage
+			for i := range 20 {
+				if i == 7 {
+					r.publish(t, "bad", doc(i, map[string]any{"an": "object where a number belongs"}))
+					continue
+				}
+				r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+			}
+			r.settled(t, 20)
+			if n := count(t, osURL, r.index); n != 19 {
+				t.Fatalf("index holds %d documents, want the 19 good ones", n)
+			}
+			if n := count(t, osURL, r.index+"-dlq"); n != 1 {
+				t.Fatalf("dead-letter index holds %d documents, want 1", n)
+			}
+			resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/bad")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var got struct {
+				Source struct {
+					ErrorType string `json:"error_type"`
+					Reason    string `json:"reason"`
+					Document  string `json:"document"`
+					Status    int    `json:"status"`
+				} `json:"_source"`
+			}
+			json.NewDecoder(resp.Body).Decode(&got)
+			if got.Source.ErrorType != "mapper_parsing_exception" || got.Source.Status != 400 ||
+				!strings.Contains(got.Source.Reason, "podlogs.offset") || !strings.Contains(got.Source.Document, "line 7") {
+				t.Fatalf("dead letter %+v", got.Source)
+			}
+		})
 	}
 }
 
@@ -298,47 +361,52 @@ func refusingProxy(t *testing.T, osURL, item string, times int64) (string, *atom
 // index on its MaxDeliveries-th delivery, with the reason; the others of its
 // bulk requests are indexed, and nothing is left unacked.
 func TestTooManyDeliveriesGoToDeadLetterIndex(t *testing.T) {
-	osURL := ostest.URL(t)
-	proxyURL, refusals := poisonProxy(t, osURL)
-	r := start(t, proxyURL, time.Minute, func(c *Config) { c.MaxDeliveries = 4 })
-	for i := range 30 {
-		if i == 11 {
-			r.publish(t, "poison", doc(i, i))
-			continue
-		}
-		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
-	}
-	r.settled(t, 30)
-	if n := refusals.Load(); n != 4 {
-		t.Fatalf("the poison document was refused %d times, want 4 (MaxDeliveries)", n)
-	}
-	if n := count(t, osURL, r.index); n != 29 {
-		t.Fatalf("index holds %d documents, want the 29 others", n)
-	}
-	if n := count(t, osURL, r.index+"-dlq"); n != 1 {
-		t.Fatalf("dead-letter index holds %d documents, want 1", n)
-	}
-	resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/poison")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var got struct {
-		Source struct {
-			ErrorType  string `json:"error_type"`
-			Reason     string `json:"reason"`
-			Status     int    `json:"status"`
-			Deliveries int    `json:"deliveries"`
-			Document   string `json:"document"`
-		} `json:"_source"`
-	}
-	json.NewDecoder(resp.Body).Decode(&got)
-	if got.Source.Status != 429 || got.Source.Deliveries != 4 || !strings.Contains(got.Source.Reason, "delivered 4 times") ||
-		!strings.Contains(got.Source.Reason, "rejected execution") || !strings.Contains(got.Source.Document, "line 11") {
-		t.Fatalf("dead letter %+v", got.Source)
-	}
-	if d := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("dead_lettered")); d != 1 {
-		t.Fatalf("dead_lettered = %v", d)
+	for _, f := range formats {
+		t.Run(f.name, func(t *testing.T) {
+			osURL := ostest.URL(t)
+			proxyURL, refusals := poisonProxy(t, osURL)
+			r := start(t, proxyURL, time.Minute, func(c *Config) { c.MaxDeliveries = 4 })
+			r.perMessage = f.perMessage
+			for i := range 30 {
+				if i == 11 {
+					r.publish(t, "poison", doc(i, i))
+					continue
+				}
+				r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+			}
+			r.settled(t, 30)
+			if n := refusals.Load(); n != 4 {
+				t.Fatalf("the poison document was refused %d times, want 4 (MaxDeliveries)", n)
+			}
+			if n := count(t, osURL, r.index); n != 29 {
+				t.Fatalf("index holds %d documents, want the 29 others", n)
+			}
+			if n := count(t, osURL, r.index+"-dlq"); n != 1 {
+				t.Fatalf("dead-letter index holds %d documents, want 1", n)
+			}
+			resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/poison")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var got struct {
+				Source struct {
+					ErrorType  string `json:"error_type"`
+					Reason     string `json:"reason"`
+					Status     int    `json:"status"`
+					Deliveries int    `json:"deliveries"`
+					Document   string `json:"document"`
+				} `json:"_source"`
+			}
+			json.NewDecoder(resp.Body).Decode(&got)
+			if got.Source.Status != 429 || got.Source.Deliveries != 4 || !strings.Contains(got.Source.Reason, "delivered 4 times") ||
+				!strings.Contains(got.Source.Reason, "rejected execution") || !strings.Contains(got.Source.Document, "line 11") {
+				t.Fatalf("dead letter %+v", got.Source)
+			}
+			if d := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("dead_lettered")); d != 1 {
+				t.Fatalf("dead_lettered = %v", d)
+			}
+		})
 	}
 }
 
@@ -367,5 +435,43 @@ func TestPermissionDeniedIsRetriedNotDeadLettered(t *testing.T) {
 	}
 	if d := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("dead_lettered")); d != 0 {
 		t.Fatalf("dead_lettered = %v, want 0", d)
+	}
+}
+
+// A message that cannot be read (its documents do not add up to its
+// header) goes to the dead-letter index whole, with the reason, and is
+// acked; the messages around it are written.
+func TestUnreadableMessageGoesToDeadLetterIndex(t *testing.T) {
+	osURL := ostest.URL(t)
+	r := start(t, osURL, time.Minute)
+	for i := range 16 {
+		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+	}
+	r.send(t, &nats.Msg{Subject: "t.docs.ui", Header: nats.Header{"Nats-Msg-Id": []string{"broken"}, docmsg.HeaderDocs: []string{"3"}},
+		Data: []byte("\x00\x00\x00\x02id{\"log\":\"cut short")})
+	for i := 16; i < 24; i++ {
+		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
+	}
+	r.sentDocs++ // the broken message, settled as one
+	r.settled(t, 25)
+	if n := count(t, osURL, r.index); n != 24 {
+		t.Fatalf("index holds %d documents, want 24", n)
+	}
+	resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/broken")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Source struct {
+			ErrorType string `json:"error_type"`
+			Reason    string `json:"reason"`
+			Document  string `json:"document"`
+		} `json:"_source"`
+	}
+	json.NewDecoder(resp.Body).Decode(&got)
+	if got.Source.ErrorType != "unreadable_message" || !strings.Contains(got.Source.Reason, "malformed document message") ||
+		!strings.Contains(got.Source.Document, "cut short") {
+		t.Fatalf("dead letter %+v", got.Source)
 	}
 }
