@@ -154,6 +154,32 @@ func count(t *testing.T, osURL, index string) int {
 	return r.Count
 }
 
+// deadLetter is a document of the dead-letter index, as the sink writes it.
+type deadLetter struct {
+	ErrorType  string `json:"error_type"`
+	Reason     string `json:"reason"`
+	Status     int    `json:"status"`
+	Deliveries int    `json:"deliveries"`
+	Document   string `json:"document"`
+}
+
+// getDeadLetter reads the dead letter of document id from index's dead-letter index.
+func getDeadLetter(t *testing.T, osURL, index, id string) deadLetter {
+	t.Helper()
+	resp, err := http.Get(osURL + "/" + index + "-dlq/_doc/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Source deadLetter `json:"_source"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatalf("dead letter %s: %v", id, err)
+	}
+	return got.Source
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -238,23 +264,10 @@ func TestMappingConflictGoesToDeadLetterIndex(t *testing.T) {
 			if n := count(t, osURL, r.index+"-dlq"); n != 1 {
 				t.Fatalf("dead-letter index holds %d documents, want 1", n)
 			}
-			resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/bad")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var got struct {
-				Source struct {
-					ErrorType string `json:"error_type"`
-					Reason    string `json:"reason"`
-					Document  string `json:"document"`
-					Status    int    `json:"status"`
-				} `json:"_source"`
-			}
-			json.NewDecoder(resp.Body).Decode(&got)
-			if got.Source.ErrorType != "mapper_parsing_exception" || got.Source.Status != 400 ||
-				!strings.Contains(got.Source.Reason, "podlogs.offset") || !strings.Contains(got.Source.Document, "line 7") {
-				t.Fatalf("dead letter %+v", got.Source)
+			got := getDeadLetter(t, osURL, r.index, "bad")
+			if got.ErrorType != "mapper_parsing_exception" || got.Status != 400 ||
+				!strings.Contains(got.Reason, "podlogs.offset") || !strings.Contains(got.Document, "line 7") {
+				t.Fatalf("dead letter %+v", got)
 			}
 		})
 	}
@@ -384,24 +397,10 @@ func TestTooManyDeliveriesGoToDeadLetterIndex(t *testing.T) {
 			if n := count(t, osURL, r.index+"-dlq"); n != 1 {
 				t.Fatalf("dead-letter index holds %d documents, want 1", n)
 			}
-			resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/poison")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var got struct {
-				Source struct {
-					ErrorType  string `json:"error_type"`
-					Reason     string `json:"reason"`
-					Status     int    `json:"status"`
-					Deliveries int    `json:"deliveries"`
-					Document   string `json:"document"`
-				} `json:"_source"`
-			}
-			json.NewDecoder(resp.Body).Decode(&got)
-			if got.Source.Status != 429 || got.Source.Deliveries != 4 || !strings.Contains(got.Source.Reason, "delivered 4 times") ||
-				!strings.Contains(got.Source.Reason, "rejected execution") || !strings.Contains(got.Source.Document, "line 11") {
-				t.Fatalf("dead letter %+v", got.Source)
+			got := getDeadLetter(t, osURL, r.index, "poison")
+			if got.Status != 429 || got.Deliveries != 4 || !strings.Contains(got.Reason, "delivered 4 times") ||
+				!strings.Contains(got.Reason, "rejected execution") || !strings.Contains(got.Document, "line 11") {
+				t.Fatalf("dead letter %+v", got)
 			}
 			if d := testutil.ToFloat64(r.sink.metrics.docs.WithLabelValues("dead_lettered")); d != 1 {
 				t.Fatalf("dead_lettered = %v", d)
@@ -457,21 +456,9 @@ func TestUnreadableMessageGoesToDeadLetterIndex(t *testing.T) {
 	if n := count(t, osURL, r.index); n != 24 {
 		t.Fatalf("index holds %d documents, want 24", n)
 	}
-	resp, err := http.Get(osURL + "/" + r.index + "-dlq/_doc/broken")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var got struct {
-		Source struct {
-			ErrorType string `json:"error_type"`
-			Reason    string `json:"reason"`
-			Document  string `json:"document"`
-		} `json:"_source"`
-	}
-	json.NewDecoder(resp.Body).Decode(&got)
-	if got.Source.ErrorType != "unreadable_message" || !strings.Contains(got.Source.Reason, "malformed document message") ||
-		!strings.Contains(got.Source.Document, "cut short") {
-		t.Fatalf("dead letter %+v", got.Source)
+	got := getDeadLetter(t, osURL, r.index, "broken")
+	if got.ErrorType != "unreadable_message" || !strings.Contains(got.Reason, "malformed document message") ||
+		!strings.Contains(got.Document, "cut short") {
+		t.Fatalf("dead letter %+v", got)
 	}
 }
