@@ -109,7 +109,7 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.DuplicateWindow, "nats-duplicate-window", 2*time.Minute, "JetStream drops a resent document within this window")
 	fs.IntVar(&c.PublishMaxPending, "nats-publish-max-pending", 4096, "asynchronous publishes awaiting an ack, at most")
 	fs.StringVar(&c.ConsumerName, "nats-consumer", "opensearch", "durable consumer shared by the bulk writers of every replica")
-	fs.IntVar(&c.MessageBytes, "nats-message-bytes", ingest.DefaultMessageBytes, "largest JetStream message: a forwarder batch's documents of one namespace go in one message, or in several of this size (below the server's max_payload)")
+	fs.IntVar(&c.MessageBytes, "nats-message-bytes", ingest.DefaultMessageBytes, "largest JetStream message: a forwarder batch's documents of one namespace go in one message, or in several of this size (at most half the server's max_payload)")
 	fs.IntVar(&c.MaxAckPending, "nats-max-ack-pending", 20000, "messages delivered to writers and not yet acked, at most")
 	fs.DurationVar(&c.AckWait, "nats-ack-wait", 2*time.Minute, "redeliver a message not acked within this time; must exceed the slowest bulk request")
 	c.openSearchFlags(fs)

@@ -97,10 +97,11 @@ func run(args []string) error {
 		return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
 	}
 	defer nc.Close()
-	// The server refuses a message over its max_payload: a batch's
-	// messages must stay below it, and a pull must take the largest.
-	if maxPayload := nc.MaxPayload(); int64(cfg.MessageBytes) > maxPayload {
-		return fmt.Errorf("--nats-message-bytes %d exceeds the NATS server's max_payload %d: lower it, or raise max_payload", cfg.MessageBytes, maxPayload)
+	// The server refuses a message over its max_payload, and a message can
+	// pass --nats-message-bytes by its last document (whose size is known
+	// only once written): keep a margin of half. A pull must take the largest.
+	if maxPayload := nc.MaxPayload(); 2*int64(cfg.MessageBytes) > maxPayload {
+		return fmt.Errorf("--nats-message-bytes %d is more than half the NATS server's max_payload %d: lower it, or raise max_payload", cfg.MessageBytes, maxPayload)
 	}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(cfg.PublishMaxPending),
