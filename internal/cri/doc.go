@@ -53,8 +53,10 @@
 //     writes at most 16 KiB of message per line, so this needs a record limit
 //     below ~100 KiB or a broken file.
 //   - A partial sequence at the end of the written bytes is held until the next
-//     line shows whether it goes on; a file that ends in a "P" line (runtime
-//     crash) keeps its last record pending.
+//     line shows whether it goes on. A file that ends in a "P" line (a
+//     container killed mid-line) keeps its last record pending until
+//     [Framer.Flush], called once the file is known to be finished, emits it
+//     flagged Truncated.
 //   - While a record is being assembled, up to about twice the limit can be
 //     held: the record's kept lines plus an incomplete next line that is not
 //     yet known to belong to it.

@@ -8,10 +8,13 @@ type Record struct {
 	NextOffset uint64 // file offset just past the newline that ends the record (where the next record starts)
 	// Data is the record's raw physical lines joined by '\n', without the
 	// final newline; at most the framer's limit. Valid until the next call of
-	// Write, Next or Reset.
-	Data      []byte
-	Lines     int  // physical lines in the record, including any skipped by truncation
-	Truncated bool // Data was cut to the limit; the record's bytes up to NextOffset were consumed
+	// Write, Next, Flush or Reset.
+	Data  []byte
+	Lines int // physical lines in the record, including any skipped by truncation
+	// Truncated: Data was cut to the limit (the record's bytes up to
+	// NextOffset were consumed all the same), or the record never got its
+	// final part (see Flush).
+	Truncated bool
 }
 
 // Framer cuts the bytes of a container log file into records.
@@ -254,8 +257,25 @@ func (f *Framer) emit() Record {
 	return r
 }
 
-// Offset returns the NextOffset of the last record returned by Next (or the
-// starting offset): where to resume reading after a restart.
+// Flush returns the open record, flagged Truncated, if every physical line of
+// it is complete: a partial sequence whose final part will never come because
+// its file ended for good (a container killed mid-line, its file rotated away
+// and deleted). Its Data is what was kept, at most the limit; its NextOffset
+// is just past its last line. Bytes written after that line (an unfinished
+// line) stay in the framer. Call it when Next returned false; it returns false
+// when no record is open or its last line is still unfinished (an over-long
+// line whose end was not written).
+func (f *Framer) Flush() (Record, bool) {
+	if !f.open || f.skipLine {
+		return Record{}, false
+	}
+	r := f.emit()
+	r.Truncated = true
+	return r, true
+}
+
+// Offset returns the NextOffset of the last record returned by Next or Flush
+// (or the starting offset): where to resume reading after a restart.
 func (f *Framer) Offset() uint64 { return f.done }
 
 // Buffered returns how many bytes the framer holds that do not yet form a

@@ -15,16 +15,29 @@ type rec struct {
 	data      string
 	lines     int
 	trunc     bool
+	flushed   bool // returned by Flush
+}
+
+func toRec(r Record) rec {
+	return rec{r.Offset, r.NextOffset, string(r.Data), r.Lines, r.Truncated, false}
 }
 
 func (r rec) String() string {
-	return fmt.Sprintf("{%d-%d lines=%d trunc=%v %q}", r.off, r.next, r.lines, r.trunc, r.data)
+	s := fmt.Sprintf("{%d-%d lines=%d trunc=%v %q}", r.off, r.next, r.lines, r.trunc, r.data)
+	if r.flushed {
+		s += "(flushed)"
+	}
+	return s
 }
 
 // frameChunks frames input written in chunks of size chunk (0: all at once),
 // draining Next after each Write, as the forwarder does.
 func frameChunks(t testing.TB, format Format, max int, start uint64, input []byte, chunk int) []rec {
-	fr := NewFramer(format, max, start)
+	return feed(t, NewFramer(format, max, start), max, input, chunk)
+}
+
+// feed is frameChunks with a framer of the caller's.
+func feed(t testing.TB, fr *Framer, max int, input []byte, chunk int) []rec {
 	var out []rec
 	if chunk <= 0 {
 		chunk = len(input) + 1
@@ -41,7 +54,7 @@ func frameChunks(t testing.TB, format Format, max int, start uint64, input []byt
 			if len(r.Data) > max {
 				t.Fatalf("record of %d bytes over the limit %d", len(r.Data), max)
 			}
-			out = append(out, rec{r.Offset, r.NextOffset, string(r.Data), r.Lines, r.Truncated})
+			out = append(out, toRec(r))
 			if fr.Offset() != r.NextOffset {
 				t.Fatalf("Offset() = %d, want the last NextOffset %d", fr.Offset(), r.NextOffset)
 			}
@@ -50,9 +63,28 @@ func frameChunks(t testing.TB, format Format, max int, start uint64, input []byt
 	return out
 }
 
+// flush returns what Flush gives, as zero or one record, checking it.
+func flush(t testing.TB, fr *Framer, max int) []rec {
+	t.Helper()
+	r, ok := fr.Flush()
+	if !ok {
+		return nil
+	}
+	if !r.Truncated || len(r.Data) > max || fr.Offset() != r.NextOffset {
+		t.Fatalf("Flush() = %+v: want Truncated, at most %d bytes, Offset() = NextOffset (got %d)", r, max, fr.Offset())
+	}
+	if _, ok := fr.Flush(); ok {
+		t.Fatal("a second Flush returned a record")
+	}
+	got := toRec(r)
+	got.flushed = true
+	return []rec{got}
+}
+
 // checkOffsets verifies the records against the input they came from: they
 // tile it from start, each ends just past a newline, untruncated Data is
-// exactly the record's bytes and truncated Data a prefix of them.
+// exactly the record's bytes and truncated Data a prefix of them (a proper
+// one, except for a flushed record: it is truncated for lack of an end).
 func checkOffsets(t testing.TB, input []byte, start uint64, recs []rec) {
 	t.Helper()
 	at := start
@@ -65,7 +97,7 @@ func checkOffsets(t testing.TB, input []byte, start uint64, recs []rec) {
 		}
 		raw := input[r.off-start : r.next-start-1]
 		if r.trunc {
-			if !bytes.HasPrefix(raw, []byte(r.data)) || len(r.data) >= len(raw) {
+			if !bytes.HasPrefix(raw, []byte(r.data)) || (len(r.data) >= len(raw) && !r.flushed) {
 				t.Fatalf("record %d %v: truncated Data is not a proper prefix of %q", i, r, raw)
 			}
 		} else if string(raw) != r.data {
@@ -201,6 +233,68 @@ func TestFramerDocker(t *testing.T) {
 		r(line("a", "stdout"), 1), tr(long[:90], 1), r(line(`b\n`, "stdout"), 1))
 }
 
+// TestFramerFlush: a file that ends for good in a partial sequence gives its
+// record up, flagged truncated, if all its lines are complete.
+func TestFramerFlush(t *testing.T) {
+	// f frames input in every chunk size, then flushes; want is every record,
+	// the flushed one last; pending is what the framer must still hold (an
+	// unfinished line, or the kept bytes of an unfinished over-long one).
+	f := func(format Format, max int, input string, pending int, want ...rec) {
+		t.Helper()
+		const start = 1000
+		for chunk := 0; chunk <= len(input); chunk++ {
+			fr := NewFramer(format, max, start)
+			got := feed(t, fr, max, []byte(input), chunk)
+			got = append(got, flush(t, fr, max)...)
+			if fr.Buffered() != pending {
+				t.Fatalf("chunk %d: Buffered() = %d after Flush, want %d", chunk, fr.Buffered(), pending)
+			}
+			// The framer goes on after a flush: empty lines end what is
+			// left, and all the records tile the input.
+			n := len(got)
+			got = append(got, feed(t, fr, max, []byte("\n\n"), 0)...)
+			checkOffsets(t, []byte(input+"\n\n"), start, got)
+			got = got[:n]
+			for i := range got {
+				got[i].off, got[i].next = 0, 0
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("chunk %d:\ngot  %v\nwant %v", chunk, got, want)
+			}
+		}
+	}
+	r := func(data string, lines int) rec { return rec{data: data, lines: lines} }
+	fl := func(data string, lines int) rec { return rec{data: data, lines: lines, trunc: true, flushed: true} }
+	const (
+		outP = ts + " stdout P "
+		errP = ts + " stderr P "
+	)
+
+	// Partial lines without their final part.
+	f(FormatCRI, 1<<10, outP+"a\n"+outP+"b\n", 0, fl(outP+"a\n"+outP+"b", 2))
+	// ... followed by an unfinished line, which stays.
+	f(FormatCRI, 1<<10, outF+"a\n"+outP+"b\n"+outP[:10], 10, r(outF+"a", 1), fl(outP+"b", 1))
+	// Nothing open: nothing to flush.
+	f(FormatCRI, 1<<10, outF+"a\n", 0, r(outF+"a", 1))
+	f(FormatCRI, 1<<10, outP+"a", len(outP+"a"))
+	f(FormatCRI, 1<<10, "", 0)
+	// A stream change ended the first sequence; the second is open.
+	f(FormatCRI, 1<<10, outP+"a\n"+errP+"b\n", 0, r(outP+"a", 1), fl(errP+"b", 1))
+	// Already cut to the limit: the kept lines.
+	short := outP + "1"
+	f(FormatCRI, 2*len(short)+1, short+"\n"+short+"\n"+short+"\n", 0, fl(short+"\n"+short, 3))
+	// An over-long partial line: flushed once it is complete, not before.
+	long := outP + strings.Repeat("x", 100)
+	f(FormatCRI, 80, long+"\n", 0, fl(long[:80], 1))
+	f(FormatCRI, 80, long, 80)
+	f(FormatCRI, 80, outP+"a\n"+long, len(outP+"a"))
+	// Docker: a part without its final "\n".
+	part := `{"log":"a","stream":"stdout","time":"` + ts + `"}`
+	f(FormatDocker, 1<<10, part+"\n"+part+"\n", 0, fl(part+"\n"+part, 2))
+	// Unknown format: every line is a whole record.
+	f(FormatUnknown, 1<<10, "ab\n", 0, r("ab", 1))
+}
+
 // TestFramerHuge feeds a 5 MiB line with a 1 MiB limit, as one physical line
 // and as docker-style 16 KiB parts, checking that memory stays near the limit.
 func TestFramerHuge(t *testing.T) {
@@ -219,7 +313,7 @@ func TestFramerHuge(t *testing.T) {
 				if !ok {
 					break
 				}
-				recs = append(recs, rec{r.Offset, r.NextOffset, string(r.Data), r.Lines, r.Truncated})
+				recs = append(recs, toRec(r))
 			}
 			if b := fr.Buffered(); b > 2*max+chunk {
 				t.Fatalf("Buffered() = %d, want bounded by the limit", b)

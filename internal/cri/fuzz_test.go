@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -34,6 +35,10 @@ func FuzzFramer(f *testing.F) {
 	}
 	f.Add([]byte(ts+" stdout P a\n"+ts+" stderr P b\ngarbage\n"+ts+" stdout F c\r\n"), uint16(50), uint64(3), false)
 	f.Add([]byte(`{"log":"a","stream":"stdout","time":"x"}`+"\n"+`{"log":"b\\\n","stream":"stdout","time":"x"}`+"\n"), uint16(45), uint64(4), true)
+	// Files that end in a partial sequence (a container killed mid-line).
+	f.Add([]byte(ts+" stdout F a\n"+ts+" stdout P b\n"+ts+" stdout P c\n"+ts[:9]), uint16(200), uint64(5), false)
+	f.Add([]byte(ts+" stdout P "+strings.Repeat("x", 90)+"\n"+ts+" stdout P "+strings.Repeat("y", 90)), uint16(80), uint64(6), false)
+	f.Add([]byte(`{"log":"a","stream":"stdout","time":"x"}`+"\n"+`{"log":"b","stream":"stdout","time":"x"}`+"\n"), uint16(100), uint64(7), true)
 
 	f.Fuzz(func(t *testing.T, input []byte, max16 uint16, seed uint64, docker bool) {
 		format := FormatCRI
@@ -43,7 +48,9 @@ func FuzzFramer(f *testing.F) {
 		max := int(max16)%512 + 1
 		const start = 12345
 
-		whole := frameChunks(t, format, max, start, input, 0)
+		wf := NewFramer(format, max, start)
+		whole := feed(t, wf, max, input, 0)
+		whole = append(whole, flush(t, wf, max)...)
 
 		// The same input in random chunks must give the same records, and
 		// the framer must hold no more than the limit allows between calls.
@@ -59,19 +66,29 @@ func FuzzFramer(f *testing.F) {
 				if !ok {
 					break
 				}
-				chunked = append(chunked, rec{r.Offset, r.NextOffset, string(r.Data), r.Lines, r.Truncated})
+				chunked = append(chunked, toRec(r))
 			}
 			if b := fr.Buffered(); b > 2*max+criHeaderLen {
 				t.Fatalf("Buffered() = %d with limit %d", b, max)
 			}
 		}
+		// Flush, as when the file is gone, gives the same record however the
+		// bytes came, and leaves only the unfinished last line.
+		flushed := flush(t, fr, max)
+		chunked = append(chunked, flushed...)
 		if fmt.Sprint(whole) != fmt.Sprint(chunked) {
 			t.Fatalf("chunked framing differs:\nwhole   %v\nchunked %v", whole, chunked)
 		}
+		if len(flushed) > 0 {
+			done := bytes.LastIndexByte(input, '\n') + 1
+			if fr.Offset() != start+uint64(done) || fr.Buffered() != len(input)-done {
+				t.Fatalf("after Flush: Offset() = %d, Buffered() = %d; want %d, %d", fr.Offset(), fr.Buffered(), start+done, len(input)-done)
+			}
+		}
 
-		// Ending the input with an empty (malformed) line flushes every
-		// pending record: all bytes must then belong to records that tile
-		// the input exactly.
+		// Ending the input with an empty (malformed) line ends every pending
+		// record: all bytes must then belong to records that tile the input
+		// exactly.
 		end := []byte("\n")
 		if len(input) > 0 && input[len(input)-1] != '\n' {
 			end = []byte("\n\n")
@@ -82,12 +99,12 @@ func FuzzFramer(f *testing.F) {
 			if !ok {
 				break
 			}
-			chunked = append(chunked, rec{r.Offset, r.NextOffset, string(r.Data), r.Lines, r.Truncated})
+			chunked = append(chunked, toRec(r))
 		}
 		all := append(bytes.Clone(input), end...)
 		checkOffsets(t, all, start, chunked)
 		if fr.Offset() != start+uint64(len(all)) || fr.Buffered() != 0 {
-			t.Fatalf("after flush: Offset() = %d, Buffered() = %d, want %d, 0", fr.Offset(), fr.Buffered(), start+len(all))
+			t.Fatalf("at the end: Offset() = %d, Buffered() = %d, want %d, 0", fr.Offset(), fr.Buffered(), start+len(all))
 		}
 	})
 }

@@ -100,6 +100,7 @@ func run(args []string) error {
 		NodeName:         cfg.NodeName,
 		Version:          version,
 		MaxInflightBytes: cfg.MaxInflightBytes,
+		MaxMessageBytes:  cfg.MaxMessageBytes,
 		BackoffMin:       200 * time.Millisecond,
 		BackoffMax:       10 * time.Second,
 		ErrorHint:        func(err error) string { return tlsfiles.ClientHint(err, cfg.TLS) },

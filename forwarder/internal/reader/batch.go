@@ -104,7 +104,7 @@ type metrics struct {
 	bytesRead, recordsRead, rotations, truncations, filesOpened prometheus.Counter
 	watchOverflows, recovered                                   prometheus.Counter
 	openFiles, ackLag, ackLagMax                                prometheus.Gauge
-	lostBytes                                                   *prometheus.CounterVec
+	lostBytes, unreadablePaths                                  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -133,5 +133,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "The largest per-file count of written and not yet acknowledged bytes (at the last scan).",
 		}),
 		lostBytes: f.NewCounterVec(opts("lost_bytes_total", "Bytes that could not be delivered, by reason."), []string{"reason"}),
+		unreadablePaths: f.NewCounterVec(opts("unreadable_paths_total",
+			"Paths under the pods root that could not be read or watched (a symbolic link loop, no permission), counted once per path while it fails, by reason."),
+			[]string{"reason"}),
 	}
 }

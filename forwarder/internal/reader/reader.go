@@ -15,6 +15,7 @@ package reader
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"path"
 	"path/filepath"
@@ -94,6 +95,12 @@ type Reader struct {
 	scans    int
 	rescan   bool     // the last scan added watches: scan again soon
 	watch    *watcher // nil when notifications are off or unavailable
+	// unreadable reports the paths scans cannot read or watch, once each.
+	unreadable *unreadablePaths
+	// closing holds closed files whose last records may not be
+	// acknowledged yet, with the offset past their last record: their
+	// checkpoint entries stay until then (see unacked).
+	closing map[checkpoint.Key]uint64
 }
 
 // fileID names an open file by device and inode; a compressed copy read
@@ -106,23 +113,27 @@ type fileID struct {
 type openFile struct {
 	t      *tail.File
 	id     fileID
-	seen   bool // found by the last scan
-	queued bool // in Reader.dirty: written since last read to its end
+	from   uint64 // where reading started
+	seen   bool   // found by the last scan
+	queued bool   // in Reader.dirty: written since last read to its end
 	closed bool
 }
 
 // New returns a reader; it opens nothing until Run.
 func New(cfg Config, store *checkpoint.Store, out Submitter, reg prometheus.Registerer, log *slog.Logger) *Reader {
+	m := newMetrics(reg)
 	return &Reader{
-		cfg:     cfg,
-		store:   store,
-		out:     out,
-		log:     log,
-		metrics: newMetrics(reg),
-		files:   map[fileID]*openFile{},
-		byPath:  map[string]fileID{},
-		byAbs:   map[string]*openFile{},
-		readBuf: make([]byte, cfg.ReadBytes),
+		cfg:        cfg,
+		store:      store,
+		out:        out,
+		log:        log,
+		metrics:    m,
+		files:      map[fileID]*openFile{},
+		byPath:     map[string]fileID{},
+		byAbs:      map[string]*openFile{},
+		readBuf:    make([]byte, cfg.ReadBytes),
+		unreadable: newUnreadablePaths(m.unreadablePaths, log),
+		closing:    map[checkpoint.Key]uint64{},
 	}
 }
 
@@ -401,7 +412,7 @@ func (r *Reader) unmapPath(f *openFile) {
 
 // add starts following f, read next turn.
 func (r *Reader) add(id fileID, f *openFile) {
-	f.id = id
+	f.id, f.from = id, f.t.ReadOffset()
 	r.files[id] = f
 	r.order = append(r.order, id)
 	r.markDirty(f)
@@ -425,7 +436,14 @@ func (r *Reader) atEOF(id fileID, f *openFile) bool {
 		return true
 	}
 	if !f.seen {
-		// Deleted or compressed away, and read to its end.
+		// No longer found, and read to its end. If it is gone (deleted or
+		// compressed away), partial lines at its end will never get their
+		// final part (a container killed mid-line): send what they hold.
+		if gone, err := f.t.Gone(); err == nil && gone {
+			if rec, ok := f.t.Flush(); ok {
+				r.batch.add(f.t, rec)
+			}
+		}
 		if p := f.t.Pending(); p > 0 {
 			r.metrics.lostBytes.WithLabelValues("unterminated_last_line").Add(float64(p))
 			r.log.Warn("file is gone with an unterminated last line; its bytes are lost", "file", f.t.Rel, "bytes", p)
@@ -437,21 +455,18 @@ func (r *Reader) atEOF(id fileID, f *openFile) bool {
 }
 
 func (r *Reader) scan() error {
-	found, err := finder.Scan(r.cfg.PodsRoot, r.cfg.Filter)
+	res, err := finder.Scan(r.cfg.PodsRoot, r.cfg.Filter)
 	if err != nil {
 		return err
 	}
+	found := res.Files
 	r.scans++
 	first := r.scans == 1
 	for _, f := range r.files {
 		f.seen = false
 	}
 	present := make(map[fileID]bool, len(found))
-	dirs := map[string]bool{filepath.Clean(r.cfg.PodsRoot): true}
 	for _, ff := range found {
-		containerDir := filepath.Join(r.cfg.PodsRoot, path.Dir(ff.Rel))
-		dirs[containerDir] = true
-		dirs[filepath.Dir(containerDir)] = true
 		id := fileID{dev: ff.Device, ino: ff.Inode}
 		present[id] = true
 		if f, ok := r.files[id]; ok {
@@ -507,17 +522,14 @@ func (r *Reader) scan() error {
 		}
 	}
 	r.metrics.openFiles.Set(float64(len(r.files)))
-	// Directories of pods without files (yet) need watches too.
+	// Directories of pods without files (yet) need watches too. Files made
+	// in a new directory before its watch was added sent no event: look
+	// again soon rather than at the next resync.
+	var unwatched []*fs.PathError
 	if r.watch != nil {
-		addPodDirs(r.cfg.PodsRoot, dirs)
-		added, err := r.watch.sync(dirs)
-		// Files made in a new directory before its watch was added sent
-		// no event: look again soon rather than at the next resync.
-		r.rescan = added > 0
-		if err != nil {
-			r.log.Warn("cannot watch every directory; polling covers the rest", "err", err)
-		}
+		r.rescan, unwatched = r.watch.sync(res.Dirs)
 	}
+	r.unreadable.update(res.Unreadable, unwatched)
 	// Entries of files that are gone serve no purpose; keep the store small.
 	open := make(map[checkpoint.Key]bool, len(r.files))
 	for _, f := range r.files {
@@ -526,10 +538,11 @@ func (r *Reader) scan() error {
 	var gone []checkpoint.Entry
 	r.store.Forget(func(e checkpoint.Entry) bool {
 		// An entry stays while its file is open, or present without an
-		// identity yet; an inode now holding another file does not count
+		// identity yet, or closed before its last records were
+		// acknowledged; an inode now holding another file does not count
 		// (inodes are reused).
 		id := fileID{dev: e.Device, ino: e.Inode}
-		keep := open[e.Key] || (present[id] && r.files[id] == nil)
+		keep := r.unacked(e) || open[e.Key] || (present[id] && r.files[id] == nil)
 		if !keep && first {
 			gone = append(gone, e)
 		}
@@ -539,20 +552,6 @@ func (r *Reader) scan() error {
 		r.recoverCompressed(gone)
 	}
 	return nil
-}
-
-// addPodDirs adds the pod and container directories under root to dirs.
-func addPodDirs(root string, dirs map[string]bool) {
-	pods, _ := filepath.Glob(filepath.Join(root, "*", "*"))
-	for _, p := range pods {
-		dirs[filepath.Dir(p)] = true
-		dirs[p] = true
-	}
-	if top, _ := filepath.Glob(filepath.Join(root, "*")); top != nil {
-		for _, p := range top {
-			dirs[p] = true
-		}
-	}
 }
 
 func (r *Reader) startOffset(k checkpoint.Key) uint64 {
@@ -572,6 +571,9 @@ func (r *Reader) startOffsetOrEnd(k checkpoint.Key) uint64 {
 func (r *Reader) close(id fileID) {
 	if f := r.files[id]; f != nil {
 		f.closed = true
+		if end := f.t.Offset(); end > f.from {
+			r.closing[f.t.Key()] = end
+		}
 		f.t.Close()
 		r.unmapPath(f)
 		delete(r.files, id)
@@ -583,6 +585,19 @@ func (r *Reader) close(id fileID) {
 		}
 	}
 	r.metrics.openFiles.Set(float64(len(r.files)))
+}
+
+// unacked tells whether e is the entry of a closed file whose last records
+// are not acknowledged yet (the sender still has them). It must stay until
+// they are: were the forwarder restarted meanwhile, the rest of the file
+// would be read again from its compressed copy, found through the entry.
+func (r *Reader) unacked(e checkpoint.Entry) bool {
+	end, ok := r.closing[e.Key]
+	if ok && e.Offset >= end {
+		delete(r.closing, e.Key)
+		return false
+	}
+	return ok
 }
 
 func (r *Reader) closeAll() {

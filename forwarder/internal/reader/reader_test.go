@@ -17,6 +17,7 @@ import (
 
 	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
 	"github.com/podlogs/podlogs/forwarder/internal/finder"
+	"github.com/podlogs/podlogs/forwarder/internal/tail"
 	"github.com/podlogs/podlogs/internal/cri"
 	"github.com/podlogs/podlogs/internal/loggen"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
@@ -27,9 +28,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // ackingSubmitter acknowledges every batch at once into the store, and
 // records the messages it saw.
 type ackingSubmitter struct {
-	store *checkpoint.Store
-	mu    sync.Mutex
-	msgs  map[string]int // message → times seen
+	store     *checkpoint.Store
+	mu        sync.Mutex
+	msgs      map[string]int  // message → times seen
+	truncated map[string]bool // messages of records flagged truncated
 }
 
 func (a *ackingSubmitter) Space() <-chan struct{} { return nil }
@@ -51,6 +53,12 @@ func (a *ackingSubmitter) submit(b *podlogsv1.Batch) error {
 			return fmt.Errorf("bad record %q: %v", r.GetData(), err)
 		}
 		a.msgs[string(e.Message)]++
+		if r.GetTruncated() {
+			if a.truncated == nil {
+				a.truncated = map[string]bool{}
+			}
+			a.truncated[string(e.Message)] = true
+		}
 		id := src.GetIdentity()
 		a.store.Advance(checkpoint.Key{Device: id.GetDevice(), Inode: id.GetInode(), Fingerprint: id.GetFingerprint()}, src.GetPath(), r.GetNextOffset())
 	}
@@ -66,6 +74,9 @@ func (a *ackingSubmitter) count() int {
 type rig struct {
 	root, ckpt string
 	sub        *ackingSubmitter
+	reg        *prometheus.Registry
+	warnings   *warnLog
+	reader     *Reader // read its fields only after stop
 	cancel     context.CancelFunc
 	done       chan struct{}
 }
@@ -88,9 +99,10 @@ func startReader(t *testing.T, root, ckpt string, sub *ackingSubmitter, opts ...
 	for _, o := range opts {
 		o(&cfg)
 	}
-	r := New(cfg, store, sub, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	reg, warnings := prometheus.NewRegistry(), &warnLog{}
+	r := New(cfg, store, sub, reg, slog.New(warnings))
 	ctx, cancel := context.WithCancel(context.Background())
-	rg := &rig{root: root, ckpt: ckpt, sub: sub, cancel: cancel, done: make(chan struct{})}
+	rg := &rig{root: root, ckpt: ckpt, sub: sub, reg: reg, warnings: warnings, reader: r, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(rg.done)
 		if err := r.Run(ctx); err != nil {
@@ -222,6 +234,172 @@ func TestPartialLastLineWaits(t *testing.T) {
 	defer rg.sub.mu.Unlock()
 	if rg.sub.msgs["two"] != 1 {
 		t.Fatalf("lines read: %v", rg.sub.msgs)
+	}
+}
+
+// A file that ends in partial lines (its container was killed mid-line) and
+// is rotated away, then deleted: the record they make is sent once, flagged
+// truncated, and only the bytes after the last newline are lost.
+func TestPartialLinesOfAGoneFileAreSent(t *testing.T) {
+	t.Run("notifications", func(t *testing.T) { testPartialLinesOfAGoneFile(t) })
+	t.Run("polling", func(t *testing.T) { testPartialLinesOfAGoneFile(t, func(c *Config) { c.NoWatch = true }) })
+}
+
+func testPartialLinesOfAGoneFile(t *testing.T, opts ...func(*Config)) {
+	root := t.TempDir()
+	path := filepath.Join(root, "ui_ui-1_u1/ui/0.log")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const ts = "2023-11-07T02:05:10.616482913Z"
+	unfinished := ts + " stdout F never ended"
+	if err := os.WriteFile(path, []byte(ts+" stdout F before\n"+ts+" stdout P killed \n"+ts+" stdout P mid-line\n"+unfinished), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rg := startReader(t, root, filepath.Join(t.TempDir(), "ckpt.json"), nil, opts...)
+	rg.waitFor(t, 1)
+
+	rotated := path + ".20231107-020510"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(ts+" stdout F after\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rg.waitFor(t, 2)
+	// Rotated, but still there: the final part could still come.
+	time.Sleep(100 * time.Millisecond)
+	rg.sub.mu.Lock()
+	early := rg.sub.msgs["killed mid-line"]
+	rg.sub.mu.Unlock()
+	if early != 0 {
+		t.Fatal("the partial record was sent before its file was gone")
+	}
+
+	if err := os.Remove(rotated); err != nil {
+		t.Fatal(err)
+	}
+	rg.waitFor(t, 3) // each exactly once
+	rg.sub.mu.Lock()
+	got, trunc := rg.sub.msgs["killed mid-line"], rg.sub.truncated
+	rg.sub.mu.Unlock()
+	if got != 1 || len(trunc) != 1 || !trunc["killed mid-line"] {
+		t.Fatalf("partial record sent %d times; truncated records: %v", got, trunc)
+	}
+	if lost := counterValues(t, rg.reg, "podlogs_forwarder_lost_bytes_total"); lost["unterminated_last_line"] != float64(len(unfinished)) {
+		t.Fatalf("lost bytes %v, want %d (the unfinished line only)", lost, len(unfinished))
+	}
+}
+
+// holdingSubmitter takes batches without acknowledging them while hold is
+// set, as a sender whose aggregator is slow, and acknowledges them on release.
+type holdingSubmitter struct {
+	*ackingSubmitter
+	mu   sync.Mutex
+	hold bool
+	held []*podlogsv1.Batch
+}
+
+func (h *holdingSubmitter) TrySubmit(b *podlogsv1.Batch, size int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hold {
+		h.held = append(h.held, b)
+		return true
+	}
+	return h.ackingSubmitter.TrySubmit(b, size)
+}
+
+func (h *holdingSubmitter) setHold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hold = true
+}
+
+func (h *holdingSubmitter) heldRecords() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, b := range h.held {
+		n += len(b.GetRecords())
+	}
+	return n
+}
+
+func (h *holdingSubmitter) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range h.held {
+		h.ackingSubmitter.TrySubmit(b, 0)
+	}
+	h.held, h.hold = nil, false
+}
+
+// A file closed (gone and read to its end) before its last records are
+// acknowledged keeps its checkpoint entry until they are: a restart meanwhile
+// must read the rest again (from the compressed copy kubelet made).
+func TestEntryOfAClosedFileStaysUntilAcknowledged(t *testing.T) {
+	root := t.TempDir()
+	path := filepath.Join(root, "ui_ui-1_u1/ui/0.log")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const first = "2023-11-07T02:05:10.616482913Z stdout F one\n"
+	const rest = "2023-11-07T02:05:11Z stdout F two\n2023-11-07T02:05:12Z stdout P three\n"
+	if err := os.WriteFile(path, []byte(first), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fp, _, _ := tail.Fingerprint([]byte(first))
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	key := checkpoint.Key{Device: uint64(st.Dev), Inode: st.Ino, Fingerprint: fp}
+
+	store, err := checkpoint.Open(filepath.Join(t.TempDir(), "ckpt.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &holdingSubmitter{ackingSubmitter: &ackingSubmitter{msgs: map[string]int{}, store: store}}
+	r := New(Config{
+		PodsRoot: root, ScanInterval: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond, ReadBytes: 4096,
+		BatchBytes: 8192, BatchRecords: 50, BatchLinger: 10 * time.Millisecond, MaxRecordBytes: 1 << 20,
+	}, store, sub, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	rg := &rig{sub: sub.ackingSubmitter}
+	rg.waitFor(t, 1)
+	if e, ok := store.Get(key); !ok || e.Offset != uint64(len(first)) {
+		t.Fatalf("entry %+v, %v after the first ack", e, ok)
+	}
+
+	sub.setHold()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(rest)
+	f.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return sub.heldRecords() == 2 }) // "two", and "three" flushed
+	time.Sleep(200 * time.Millisecond)                          // scans, which forget the entries of gone files
+	if e, ok := store.Get(key); !ok || e.Offset != uint64(len(first)) {
+		t.Fatalf("entry %+v, %v while the last records are not acknowledged; want it kept at %d", e, ok, len(first))
+	}
+	sub.release()
+	if e, ok := store.Get(key); !ok || e.Offset != uint64(len(first+rest)) {
+		t.Fatalf("entry %+v, %v after the acknowledgement, want offset %d", e, ok, len(first+rest))
+	}
+	waitUntil(t, func() bool { _, ok := store.Get(key); return !ok }) // acknowledged: forgotten
+	cancel()
+	<-done
+	if len(r.closing) != 0 {
+		t.Fatalf("closing still holds %v", r.closing)
 	}
 }
 

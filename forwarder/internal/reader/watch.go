@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,20 +99,30 @@ func (w *watcher) readLoop() {
 	}
 }
 
-// sync makes the set of watched directories equal to dirs (absolute paths);
-// it returns how many watches it added.
-func (w *watcher) sync(dirs map[string]bool) (int, error) {
-	var errs []error
-	added := 0
+// sync makes the set of watched directories the root and dirs (absolute
+// paths, real directories: the finder follows no symbolic link, so neither do
+// watches); it returns whether it added any, and the directories it could
+// not watch. Running out of watches is one failure, on the root.
+func (w *watcher) sync(dirs []string) (added bool, failed []*fs.PathError) {
+	want := make(map[string]bool, len(dirs)+1)
+	want[w.root] = true
+	for _, d := range dirs {
+		want[d] = true
+	}
 	fd := w.fd
-	for d := range dirs {
+	for d := range want {
 		if _, ok := w.watched[d]; ok {
 			continue
 		}
 		wd, err := syscall.InotifyAddWatch(fd, d, watchMask)
+		if errors.Is(err, syscall.ENOSPC) {
+			// fs.inotify.max_user_watches: the others would fail alike.
+			failed = append(failed, &fs.PathError{Op: "inotify_add_watch", Path: w.root, Err: err})
+			break
+		}
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-				errs = append(errs, fmt.Errorf("watch %s: %w", d, err))
+				failed = append(failed, &fs.PathError{Op: "inotify_add_watch", Path: d, Err: err})
 			}
 			continue
 		}
@@ -122,17 +133,17 @@ func (w *watcher) sync(dirs map[string]bool) (int, error) {
 		}
 		w.dirs[int32(wd)] = d
 		w.watched[d] = int32(wd)
-		added++
+		added = true
 	}
 	for d, wd := range w.watched {
-		if !dirs[d] {
+		if !want[d] {
 			// Fails if the directory is gone: its watch went with it.
 			_, _ = syscall.InotifyRmWatch(fd, uint32(wd))
 			delete(w.watched, d)
 			delete(w.dirs, wd)
 		}
 	}
-	return added, errors.Join(errs...)
+	return added, failed
 }
 
 // decode calls fn for every event of a chunk with the path it is about

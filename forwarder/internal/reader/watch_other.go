@@ -2,7 +2,10 @@
 
 package reader
 
-import "errors"
+import (
+	"errors"
+	"io/fs"
+)
 
 // Event masks, as on Linux; no events come.
 const (
@@ -20,7 +23,7 @@ func newWatcher(string) (*watcher, error) {
 	return nil, errors.New("filesystem notifications are implemented for Linux only")
 }
 
-func (*watcher) sync(map[string]bool) (int, error)         { return 0, nil }
+func (*watcher) sync([]string) (bool, []*fs.PathError)     { return false, nil }
 func (*watcher) decode([]byte, func([]byte, uint32)) error { return nil }
 func (*watcher) rel(string) (string, int)                  { return "", 0 }
 func (*watcher) close() error                              { return nil }

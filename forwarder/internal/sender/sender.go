@@ -36,8 +36,12 @@ type Config struct {
 	NodeName         string
 	Version          string
 	MaxInflightBytes int
-	BackoffMin       time.Duration
-	BackoffMax       time.Duration
+	// MaxMessageBytes is the largest message this forwarder sends
+	// (--max-message-bytes); checked against the limit each aggregator
+	// announces.
+	MaxMessageBytes int
+	BackoffMin      time.Duration
+	BackoffMax      time.Duration
 	// ErrorHint, if set, says what the operator should fix for the error
 	// that ended a stream ("" when nothing specific), e.g. a refused TLS
 	// certificate; such errors are logged at error level with the fix.
@@ -71,6 +75,9 @@ type Sender struct {
 	connected     bool
 
 	wake chan struct{} // a batch was queued; capacity 1
+
+	// Owned by Run's goroutine.
+	limitsWarned map[uint32]bool // aggregator message limits below ours, logged
 }
 
 // New returns a sender over conn. conn should be created with a round-robin
@@ -84,6 +91,8 @@ func New(cfg Config, conn grpc.ClientConnInterface, onAck AckFunc, reg prometheu
 		metrics: newMetrics(reg),
 		space:   make(chan struct{}),
 		wake:    make(chan struct{}, 1),
+
+		limitsWarned: map[uint32]bool{},
 	}
 }
 
@@ -237,6 +246,7 @@ func (s *Sender) stream(ctx context.Context, opened *time.Time) error {
 	}
 	*opened = time.Now()
 	s.log.Info("stream to aggregator open", "aggregator", welcome.GetAggregatorId())
+	s.checkLimit(welcome)
 
 	s.mu.Lock()
 	s.sent, s.nextSeq, s.connected = 0, 1, true
@@ -264,6 +274,26 @@ func (s *Sender) stream(ctx context.Context, opened *time.Time) error {
 	cancel()
 	wg.Wait()
 	return err
+}
+
+// checkLimit compares the largest message the aggregator accepts with ours.
+// A batch above its limit is refused (RESOURCE_EXHAUSTED) and sent again
+// forever, so this node's logs stop: that is logged once per limit announced,
+// not at every reconnect, and shown by a gauge while it lasts.
+func (s *Sender) checkLimit(w *podlogsv1.Welcome) {
+	limit := w.GetMaxMessageBytes()
+	if limit == 0 || s.cfg.MaxMessageBytes <= 0 || int64(limit) >= int64(s.cfg.MaxMessageBytes) {
+		s.metrics.limitMismatch.Set(0)
+		return
+	}
+	s.metrics.limitMismatch.Set(1)
+	if s.limitsWarned[limit] {
+		return
+	}
+	s.limitsWarned[limit] = true
+	s.log.Error("aggregator accepts smaller messages than this forwarder may send; a batch over its limit is refused, sent again forever, and this node's logs stop",
+		"aggregator", w.GetAggregatorId(), "aggregator_max_message_bytes", limit, "max_message_bytes", s.cfg.MaxMessageBytes,
+		"fix", fmt.Sprintf("lower the forwarder's --max-message-bytes to at most %d, with --batch-bytes plus --max-record-bytes below it, or raise the aggregator's --max-message-bytes to at least %d", limit, s.cfg.MaxMessageBytes))
 }
 
 func (s *Sender) sendLoop(ctx context.Context, stream grpc.BidiStreamingClient[podlogsv1.StreamRequest, podlogsv1.StreamResponse]) error {
@@ -346,7 +376,7 @@ func (s *Sender) ack(through uint64) error {
 type metrics struct {
 	batchesSent, recordsSent, bytesSent, recordsAcked prometheus.Counter
 	resentBatches, reconnects, windowFull             prometheus.Counter
-	inflightBytes, inflightBatches                    prometheus.Gauge
+	inflightBytes, inflightBatches, limitMismatch     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -369,6 +399,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		inflightBatches: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: "podlogs", Subsystem: "forwarder", Name: "inflight_batches",
 			Help: "Batches sent or queued but not yet acknowledged.",
+		}),
+		limitMismatch: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: "podlogs", Subsystem: "forwarder", Name: "message_limit_above_aggregator",
+			Help: "1 while the aggregator of the last stream announced a smaller --max-message-bytes than this forwarder's: batches above it are refused.",
 		}),
 	}
 }

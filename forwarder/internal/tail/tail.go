@@ -206,8 +206,36 @@ func (t *File) Truncated() (bool, error) {
 	return uint64(fi.Size()) < t.readOffset, nil
 }
 
+// Offset is the NextOffset of the last record emitted (or where reading
+// started): what the file's checkpoint says once they are all acknowledged.
+func (t *File) Offset() uint64 { return t.framer.Offset() }
+
+// Flush returns the file's last record if the file ends in a sequence of
+// partial lines without its final part, all of them complete (see
+// cri.Framer.Flush), flagged Truncated. Call it when the file is gone and
+// read to its end: the final part will never come.
+func (t *File) Flush() (cri.Record, bool) { return t.framer.Flush() }
+
+// Gone tells whether the file has no name left: deleted, as kubelet deletes
+// a rotated file once it compressed it, long after the runtime moved on to a
+// new file. A compressed copy is the copy of a file that is gone.
+func (t *File) Gone() (bool, error) {
+	if _, ok := t.f.(*gzipSource); ok {
+		return true, nil
+	}
+	fi, err := t.f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("stat %s: %w", t.Rel, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false, fmt.Errorf("stat %s: no link count on this platform", t.Rel)
+	}
+	return st.Nlink == 0, nil
+}
+
 // Pending is the number of bytes read but not yet framed into a record (an
-// unfinished last line).
+// unfinished last line, or partial lines waiting for their final part).
 func (t *File) Pending() int { return t.framer.Buffered() }
 
 // Close closes the file.

@@ -132,9 +132,39 @@ func TestOpenCompressed(t *testing.T) {
 	if tr, err := c.Truncated(); tr || err != nil {
 		t.Fatalf("Truncated = %v, %v", tr, err)
 	}
+	if gone, err := c.Gone(); !gone || err != nil {
+		t.Fatalf("Gone = %v, %v for a compressed copy", gone, err)
+	}
 	other := key
 	other.Fingerprint++
 	if _, err := OpenCompressed(gz, "x", other, 0, 1<<20); !errors.Is(err, ErrNotThatFile) {
 		t.Fatalf("another file's key: %v, want ErrNotThatFile", err)
+	}
+}
+
+func TestGoneAndFlush(t *testing.T) {
+	partial := "2023-11-07T02:05:11Z stdout P cut short\n"
+	f, p := open(t, line1+partial+"2023-11-07T02:05:12Z std", 0)
+	if got := readAll(t, f); len(got) != 1 {
+		t.Fatalf("records %q, want the first line only", got)
+	}
+	if gone, err := f.Gone(); gone || err != nil {
+		t.Fatalf("Gone = %v, %v before the file was deleted", gone, err)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if gone, err := f.Gone(); !gone || err != nil {
+		t.Fatalf("Gone = %v, %v after the file was deleted", gone, err)
+	}
+	if f.Offset() != uint64(len(line1)) || f.Pending() != len(partial)+24 {
+		t.Fatalf("Offset %d, Pending %d before Flush", f.Offset(), f.Pending())
+	}
+	rec, ok := f.Flush()
+	if !ok || !rec.Truncated || string(rec.Data) != partial[:len(partial)-1] || rec.NextOffset != uint64(len(line1+partial)) {
+		t.Fatalf("Flush = %+v, %v", rec, ok)
+	}
+	if f.Offset() != rec.NextOffset || f.Pending() != 24 {
+		t.Fatalf("after Flush: Offset %d, Pending %d; want %d, 24 (the unfinished line)", f.Offset(), f.Pending(), rec.NextOffset)
 	}
 }
