@@ -145,6 +145,8 @@ FUZZ_TARGETS := \
 	./forwarder/internal/checkpoint:FuzzDecode \
 	./aggregator/internal/document:FuzzAppend \
 	./aggregator/internal/document:FuzzAppendObject \
+	./aggregator/internal/document:FuzzAppendLimited \
+	./aggregator/internal/ingest:FuzzConvertFitsLimits \
 	./internal/docmsg:FuzzAppend
 
 # A failing input is written to the package's testdata/fuzz and fails the

@@ -13,9 +13,10 @@
 // window; a line resent in a batch cut differently gets a message of its own
 // and dies at OpenSearch, whose create answers 409 for an id it holds.
 //
-// A message without the Podlogs-Docs header is in the format of versions
-// before batches: one document, its id in Nats-Msg-Id. Writers read both, so
-// a stream that holds documents across an upgrade drains.
+// A message with a Podlogs-Dead-Letter header carries documents that could
+// not be published as they were (the buffer refused them for good): its
+// entries hold each document's id and its first bytes, and the writers put
+// them in the dead-letter index with the header's reason.
 package docmsg
 
 import (
@@ -26,6 +27,7 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 )
@@ -36,7 +38,15 @@ const (
 	HeaderDocs = "Podlogs-Docs"
 	// HeaderMsgID is JetStream's de-duplication header.
 	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderDeadLetter holds the reason the documents of a message are
+	// bound for the dead-letter index.
+	HeaderDeadLetter = "Podlogs-Dead-Letter"
 )
+
+// HeaderBytes bounds what the headers of a message take (Msg's, and
+// DeadLetter's with a reason of up to 200 bytes): a message's size as the
+// NATS server's max_payload counts it is its data plus at most this.
+const HeaderBytes = 512
 
 // entryOverhead is what an entry adds to its id and document.
 const entryOverhead = 8
@@ -52,6 +62,7 @@ type Writer struct {
 	docs int
 	ids  hash.Hash
 	mark int // where the open document's length goes
+	last int // where the last entry starts
 }
 
 // Reset starts a new message in buf (its contents are dropped).
@@ -69,6 +80,7 @@ func (w *Writer) Begin(id []byte) []byte {
 	if w.ids == nil {
 		w.Reset(w.data)
 	}
+	w.last = len(w.data)
 	w.data = binary.BigEndian.AppendUint32(w.data, uint32(len(id)))
 	w.data = append(w.data, id...)
 	w.ids.Write(id)
@@ -82,6 +94,43 @@ func (w *Writer) Begin(id []byte) []byte {
 func (w *Writer) End(data []byte) {
 	binary.BigEndian.PutUint32(data[w.mark:], uint32(len(data)-w.mark-4))
 	w.data = data
+	w.docs++
+}
+
+// CutLast removes the last entry from the message and returns it, to be
+// added to another message with AddEntry. The result aliases the writer's
+// buffer past Len: use it before the buffer is written again. Cutting is
+// for the rare entry that takes a message past its limit, so the message
+// id's hash is rebuilt from the entries left.
+func (w *Writer) CutLast() []byte {
+	if w.docs == 0 {
+		panic("BUG: docmsg.Writer.CutLast on an empty message")
+	}
+	entry := w.data[w.last:]
+	w.data, w.docs = w.data[:w.last], w.docs-1
+	w.ids.Reset()
+	for rest := w.data; len(rest) > 0; {
+		id, r, _ := field(rest)
+		_, rest, _ = field(r)
+		w.ids.Write(id)
+		w.ids.Write(idEnd)
+	}
+	return entry
+}
+
+// AddEntry appends an entry that CutLast returned.
+func (w *Writer) AddEntry(entry []byte) {
+	if w.ids == nil {
+		w.Reset(w.data)
+	}
+	id, _, ok := field(entry)
+	if !ok {
+		panic("BUG: docmsg.Writer.AddEntry: not an entry")
+	}
+	w.last = len(w.data)
+	w.data = append(w.data, entry...)
+	w.ids.Write(id)
+	w.ids.Write(idEnd)
 	w.docs++
 }
 
@@ -116,17 +165,13 @@ type Doc struct {
 	Data []byte
 }
 
-// ErrMalformed is returned for a batch message whose entries do not add up.
+// ErrMalformed is returned for a message whose entries do not add up.
 var ErrMalformed = errors.New("malformed document message")
 
-// Count is the number of documents a message says it holds (1 for a message
-// of the format before batches, 0 for an unreadable count).
+// Count is the number of documents a message says it holds (0 for an
+// unreadable count).
 func Count(hdr nats.Header) int {
-	v := hdr.Get(HeaderDocs)
-	if v == "" {
-		return 1
-	}
-	n, err := strconv.Atoi(v)
+	n, err := strconv.Atoi(hdr.Get(HeaderDocs))
 	if err != nil || n < 0 {
 		return 0
 	}
@@ -137,9 +182,6 @@ func Count(hdr nats.Header) int {
 // On an error docs is returned as it was.
 func Append(docs []Doc, hdr nats.Header, data []byte) ([]Doc, error) {
 	count := hdr.Get(HeaderDocs)
-	if count == "" {
-		return append(docs, Doc{ID: []byte(hdr.Get(HeaderMsgID)), Data: data}), nil
-	}
 	want, err := strconv.Atoi(count)
 	if err != nil || want < 0 {
 		return docs, fmt.Errorf("%w: %s %q", ErrMalformed, HeaderDocs, count)
@@ -160,6 +202,33 @@ func Append(docs []Doc, hdr nats.Header, data []byte) ([]Doc, error) {
 		return docs[:start], fmt.Errorf("%w: %d documents, header says %d", ErrMalformed, got, want)
 	}
 	return docs, nil
+}
+
+// DeadLetter returns a message that sends the documents of msg to the
+// dead-letter index for reason, each cut to its first keep bytes: what
+// stays of a message the buffer refused for good (too large for it, say).
+// It has its own id, so it is never taken for msg.
+func DeadLetter(msg *nats.Msg, reason string, keep int) (*nats.Msg, error) {
+	docs, err := Append(nil, msg.Header, msg.Data)
+	if err != nil {
+		return nil, err
+	}
+	var w Writer
+	w.Reset(make([]byte, 0, len(docs)*(entryOverhead+64+keep)))
+	for _, d := range docs {
+		w.End(append(w.Begin(d.ID), d.Data[:min(len(d.Data), keep)]...))
+	}
+	w.ids.Write([]byte(HeaderDeadLetter))
+	m := w.Msg(msg.Subject)
+	// A header value is one line.
+	reason = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, reason)
+	m.Header.Set(HeaderDeadLetter, strings.ToValidUTF8(reason[:min(len(reason), 200)], ""))
+	return m, nil
 }
 
 // field reads a length-prefixed field; the result's capacity ends with it,

@@ -100,16 +100,54 @@ func TestWriterReset(t *testing.T) {
 	}
 }
 
-// A message of the format before batches is one document, its id the
-// message id.
-func TestAppendReadsSingleDocumentMessages(t *testing.T) {
-	hdr := nats.Header{HeaderMsgID: []string{"Yp3kZ0cQeXh0aW5nLWlkMA"}}
-	docs, err := Append(nil, hdr, []byte(`{"log":"old"}`))
-	if err != nil || len(docs) != 1 || string(docs[0].ID) != "Yp3kZ0cQeXh0aW5nLWlkMA" || string(docs[0].Data) != `{"log":"old"}` {
+// An entry cut from one message and added to another leaves both as if
+// they had been written that way, ids and message ids included.
+func TestCutLastAddEntry(t *testing.T) {
+	a, b, c := Doc{ID: []byte("a"), Data: []byte("one")}, Doc{ID: []byte("bb"), Data: []byte("two")}, Doc{ID: []byte("c"), Data: []byte("three")}
+	var w Writer
+	w.Reset(nil)
+	for _, d := range []Doc{a, b, c} {
+		w.End(append(w.Begin(d.ID), d.Data...))
+	}
+	entry := w.CutLast()
+	first := w.Msg("s")
+	if want := build(a, b); !bytes.Equal(first.Data, want.Data) || first.Header.Get(HeaderMsgID) != want.Header.Get(HeaderMsgID) || Count(first.Header) != 2 {
+		t.Fatalf("after CutLast: %q %v, want %q %v", first.Data, first.Header, want.Data, want.Header)
+	}
+	var w2 Writer
+	w2.Reset(nil)
+	w2.AddEntry(entry)
+	second := w2.Msg("s")
+	if want := build(c); !bytes.Equal(second.Data, want.Data) || second.Header.Get(HeaderMsgID) != want.Header.Get(HeaderMsgID) || Count(second.Header) != 1 {
+		t.Fatalf("after AddEntry: %q %v, want %q %v", second.Data, second.Header, want.Data, want.Header)
+	}
+}
+
+// A dead-letter message keeps every id and the first bytes of each
+// document, says why, and never shares the refused message's id.
+func TestDeadLetter(t *testing.T) {
+	refused := build(Doc{ID: []byte("a"), Data: bytes.Repeat([]byte("x"), 100)}, Doc{ID: []byte("b"), Data: []byte("short")})
+	m, err := DeadLetter(refused, "payload too large:\r\nmaximum", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Header.Get(HeaderDeadLetter); got != "payload too large:  maximum" {
+		t.Fatalf("reason %q", got)
+	}
+	if m.Header.Get(HeaderMsgID) == refused.Header.Get(HeaderMsgID) || m.Subject != refused.Subject {
+		t.Fatalf("dead letter %v on %s, refused %v", m.Header, m.Subject, refused.Header)
+	}
+	docs, err := Append(nil, m.Header, m.Data)
+	if err != nil || len(docs) != 2 || string(docs[0].ID) != "a" || string(docs[0].Data) != "xxxxxxxxxx" || string(docs[1].Data) != "short" {
 		t.Fatalf("got %q, %v", docs, err)
 	}
-	if Count(hdr) != 1 {
-		t.Fatalf("Count = %d", Count(hdr))
+	if size := len(m.Data); size > len(refused.Data) {
+		t.Fatalf("dead letter of %d bytes, refused message %d", size, len(refused.Data))
+	}
+	for k, v := range m.Header {
+		if n := len(k) + len(v[0]) + 4; n > HeaderBytes/3 {
+			t.Fatalf("header %s takes %d bytes", k, n)
+		}
 	}
 }
 
@@ -126,6 +164,7 @@ func TestAppendRejectsMalformed(t *testing.T) {
 			t.Fatalf("%s: %d documents returned, want the one passed in", name, len(docs))
 		}
 	}
+	f("no count", "", good.Data)
 	f("count too high", "3", good.Data)
 	f("count too low", "1", good.Data)
 	f("count not a number", "two", good.Data)

@@ -77,6 +77,7 @@ func Binary(t testing.TB) string {
 // Server is a nats-server process with JetStream and file storage.
 type Server struct {
 	bin, dir, logFile string
+	conf              string // configuration file, if any
 	port              int
 
 	mu   sync.Mutex // guards cmd, done
@@ -85,10 +86,17 @@ type Server struct {
 }
 
 // Start starts a server on a free port of 127.0.0.1 with its store in a
-// temporary directory; it is killed when the test ends.
-func Start(t testing.TB) *Server {
+// temporary directory; it is killed when the test ends. conf, if given, is
+// the text of a configuration file (for example "max_payload: 1MB").
+func Start(t testing.TB, conf ...string) *Server {
 	t.Helper()
 	s := &Server{bin: Binary(t), dir: t.TempDir(), port: freePort(t)}
+	if len(conf) > 0 {
+		s.conf = filepath.Join(s.dir, "nats-server.conf")
+		if err := os.WriteFile(s.conf, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.logFile = filepath.Join(s.dir, "nats-server.log")
 	t.Cleanup(func() {
 		s.Kill()
@@ -116,7 +124,11 @@ func (s *Server) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(s.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js", "-sd", s.StoreDir(), "-n", "podlogs-test")
+	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-js", "-sd", s.StoreDir(), "-n", "podlogs-test"}
+	if s.conf != "" {
+		args = append([]string{"-c", s.conf}, args...)
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/podlogs/podlogs/aggregator/internal/accounting"
+	"github.com/podlogs/podlogs/aggregator/internal/buffer"
+	"github.com/podlogs/podlogs/aggregator/internal/document"
 	"github.com/podlogs/podlogs/aggregator/internal/enrich"
 	"github.com/podlogs/podlogs/aggregator/internal/ingest"
 	"github.com/podlogs/podlogs/aggregator/internal/sink"
@@ -35,6 +39,7 @@ type config struct {
 	DuplicateWindow    time.Duration
 	PublishMaxPending  int
 	MessageBytes       int
+	MaxDocumentBytes   int
 	ConsumerName       string
 	MaxAckPending      int
 	AckWait            time.Duration
@@ -109,7 +114,8 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.DuplicateWindow, "nats-duplicate-window", 2*time.Minute, "JetStream drops a resent document within this window")
 	fs.IntVar(&c.PublishMaxPending, "nats-publish-max-pending", 4096, "asynchronous publishes awaiting an ack, at most")
 	fs.StringVar(&c.ConsumerName, "nats-consumer", "opensearch", "durable consumer shared by the bulk writers of every replica")
-	fs.IntVar(&c.MessageBytes, "nats-message-bytes", ingest.DefaultMessageBytes, "largest JetStream message: a forwarder batch's documents of one namespace go in one message, or in several of this size (at most half the server's max_payload)")
+	fs.IntVar(&c.MessageBytes, "nats-message-bytes", ingest.DefaultMessageBytes, "largest JetStream message: a forwarder batch's documents of one namespace go in one message, or in several of this size (a larger document goes alone)")
+	fs.IntVar(&c.MaxDocumentBytes, "max-document-bytes", ingest.DefaultMaxDocumentBytes, "largest document: a longer one keeps the first bytes of its log (podlogs.truncated, podlogs.original_bytes); the NATS server's max_payload must take it (the embedded server is set to)")
 	fs.IntVar(&c.MaxAckPending, "nats-max-ack-pending", 20000, "messages delivered to writers and not yet acked, at most")
 	fs.DurationVar(&c.AckWait, "nats-ack-wait", 2*time.Minute, "redeliver a message not acked within this time; must exceed the slowest bulk request")
 	c.openSearchFlags(fs)
@@ -123,7 +129,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.DeadLetterIndex, "dead-letter-index", "", "index for documents OpenSearch rejects for good (default <index>-dlq)")
 	fs.IntVar(&c.BulkWorkers, "bulk-workers", 2, "concurrent bulk requests per replica; 0 makes an ingest-only replica that leaves writing to others")
 	fs.IntVar(&c.BulkDocs, "bulk-docs", 2000, "documents per bulk request, at most")
-	fs.IntVar(&c.BulkBytes, "bulk-bytes", 5<<20, "bulk request body size, at most (one larger document still goes alone)")
+	fs.IntVar(&c.BulkBytes, "bulk-bytes", 5<<20, "bulk request body size, at most: at least --max-document-bytes + 1 KiB, at most OpenSearch's http.max_content_length (checked at start) and any proxy's limit (10 MiB on small Amazon OpenSearch Service instance types)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 200*time.Millisecond, "longest wait to fill a bulk request, from its first document (part of the written→searchable latency, with the index refresh)")
 	fs.StringVar(&c.Enrichment, "enrichment", "auto", "Kubernetes metadata: auto (in-cluster config, or --kubeconfig; without either, from file paths only) or off")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file for the Kubernetes API (empty: in-cluster config when running in a pod)")
@@ -286,9 +292,16 @@ func (c config) validate() error {
 	if c.GetQPS < 0 {
 		errs = append(errs, fmt.Errorf("--enrich-get-qps must not be negative, got %g", c.GetQPS))
 	}
-	if c.MessageBytes > 0 && c.StreamMaxBytes < 4*int64(c.MessageBytes) {
+	if c.MaxDocumentBytes < document.MinLimit {
+		errs = append(errs, fmt.Errorf("--max-document-bytes must be at least %d (a document's metadata), got %d", document.MinLimit, c.MaxDocumentBytes))
+	}
+	if largest := c.largestMessage(); c.MessageBytes > 0 && c.StreamMaxBytes < 4*int64(largest) {
 		// A message larger than the room a full stream frees would never fit.
-		errs = append(errs, fmt.Errorf("--nats-stream-max-bytes (%d) must hold at least 4 messages of --nats-message-bytes (%d)", c.StreamMaxBytes, c.MessageBytes))
+		errs = append(errs, fmt.Errorf("--nats-stream-max-bytes (%d) must hold at least 4 of the largest messages (%d bytes, from --nats-message-bytes and --max-document-bytes)", c.StreamMaxBytes, largest))
+	}
+	if c.BulkBytes < c.MaxDocumentBytes+bulkActionBytes {
+		// Every document must fit a bulk request with its action line.
+		errs = append(errs, fmt.Errorf("--bulk-bytes (%d) must be at least --max-document-bytes (%d) plus %d for its action line", c.BulkBytes, c.MaxDocumentBytes, bulkActionBytes))
 	}
 	if c.BulkWorkers*c.BulkDocs > c.MaxAckPending {
 		errs = append(errs, fmt.Errorf("--bulk-workers × --bulk-docs (%d) exceeds --nats-max-ack-pending (%d): writers would starve", c.BulkWorkers*c.BulkDocs, c.MaxAckPending))
@@ -311,6 +324,14 @@ func (c config) validate() error {
 		errs = append(errs, fmt.Errorf("--nats-ack-wait %s is shorter than a slow bulk request may take; use 30s or more", c.AckWait))
 	}
 	return errors.Join(errs...)
+}
+
+// bulkActionBytes is room for a document's action line in a bulk request.
+const bulkActionBytes = 1 << 10
+
+// largestMessage is the most data a JetStream message carries.
+func (c config) largestMessage() int {
+	return ingest.LargestMessage(c.MessageBytes, c.MaxDocumentBytes)
 }
 
 // enrichOptions are what enrichment renders.
@@ -366,4 +387,76 @@ func (c config) openSearchAuth() string {
 		return "client certificate"
 	}
 	return "none"
+}
+
+// bufferConfig is how the aggregator reaches JetStream and what it puts there.
+func (c config) bufferConfig() buffer.Config {
+	return buffer.Config{
+		URL: c.NATSURL, StoreDir: filepath.Join(c.DataDir, "jetstream"), EmbeddedListen: c.NATSEmbeddedListen,
+		ClientName: "podlogs-aggregator " + c.ID,
+		Stream: buffer.StreamConfig{
+			Name: c.StreamName, SubjectPrefix: c.SubjectPrefix, MaxBytes: c.StreamMaxBytes,
+			MaxAge: c.StreamMaxAge, Duplicates: c.DuplicateWindow, Replicas: c.StreamReplicas,
+		},
+		Consumer:          sink.ConsumerConfig(c.ConsumerName, c.SubjectPrefix+".>", c.MaxAckPending, c.AckWait),
+		PublishMaxPending: c.PublishMaxPending,
+		LargestMessage:    c.largestMessage(),
+	}
+}
+
+// explainBuffer names the flags that fix a NATS server too small for the
+// largest message.
+func (c config) explainBuffer(err error) error {
+	var pe *buffer.PayloadError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%w: --max-document-bytes %d and --nats-message-bytes %d make messages of up to %d bytes and their headers; "+
+			"raise the server's max_payload (nats-server configuration, for example max_payload: %d), or lower --max-document-bytes",
+			err, c.MaxDocumentBytes, c.MessageBytes, c.largestMessage(), pe.Need)
+	}
+	return err
+}
+
+// explainOpenSearch says what to change when Preflight finds that waiting
+// will not help.
+func (c config) explainOpenSearch(err error) error {
+	switch {
+	case errors.Is(err, sink.ErrAccessDenied), errors.Is(err, sink.ErrTLS):
+		return fmt.Errorf("OpenSearch %s: %w", c.OpenSearchURL, err)
+	case errors.Is(err, sink.ErrNoISM):
+		return fmt.Errorf("--ism-* asks for a lifecycle policy: %w; install the plugin (opensearch-index-management) or drop the flags", err)
+	case errors.Is(err, sink.ErrRequestLimit):
+		return fmt.Errorf("OpenSearch %s: %w: lower --bulk-bytes (%d; it must stay at least --max-document-bytes %d + 1 KiB, so lower that too if needed), or raise http.max_content_length",
+			c.OpenSearchURL, err, c.BulkBytes, c.MaxDocumentBytes)
+	}
+	return err
+}
+
+// accountingConfig: per namespace and pod, what this replica received,
+// published and wrote (/debug/accounting, `aggregator report`).
+func (c config) accountingConfig() accounting.Config {
+	return accounting.Config{Replica: c.ID, Retention: c.AcctRetention, MaxPods: c.AcctMaxPods}
+}
+
+// sinkConfig is the bulk writer's; a pull must take the largest message
+// the server allows.
+func (c config) sinkConfig(ledger *accounting.Ledger, maxPayload int64) sink.Config {
+	keys := sink.FlatObject
+	if k, _ := enrich.ParseKeyStyle(c.EnrichKeyStyle); k == enrich.KeysUnderscore {
+		keys = sink.KeywordFields
+	}
+	return sink.Config{
+		Index: c.Index, Keys: keys, DeadLetter: c.DeadLetterIndex, Workers: c.BulkWorkers, BulkDocs: c.BulkDocs,
+		BulkBytes: c.BulkBytes, MaxDocumentBytes: c.MaxDocumentBytes, PullBytes: max(c.BulkBytes, 2*int(maxPayload)),
+		FlushInterval: c.FlushInterval, BackoffMin: 250 * time.Millisecond, BackoffMax: 30 * time.Second,
+		MaxDeliveries: c.MaxDeliveries, Accounting: ledger, Mode: c.indexMode(), ISM: c.ismPolicy(),
+	}
+}
+
+// ingestConfig is the forwarders' server's.
+func (c config) ingestConfig(ledger *accounting.Ledger) ingest.Config {
+	return ingest.Config{
+		AggregatorID: c.ID, MaxMessageBytes: c.MaxMessageBytes, ReadAheadBatches: 4, SubjectPrefix: c.SubjectPrefix,
+		MessageBytes: c.MessageBytes, MaxDocumentBytes: c.MaxDocumentBytes, DataFields: c.dataFields(),
+		MaxStreamAge: c.MaxConnectionAge, Accounting: ledger,
+	}
 }

@@ -75,18 +75,3 @@ func TestParseConfigIndexNaming(t *testing.T) {
 	f([]string{"--index-mode=data-stream", "--ism-rollover-size=big"}, "--ism-*", "rollover size")
 	f([]string{"--dead-letter-index=dlq-%Y"}, "--dead-letter-index")
 }
-
-// Messages must fit the NATS server: a stream that cannot hold a few of them
-// is refused by the flags, one larger than half the server's max_payload
-// (the embedded server's is 1 MiB) at start-up, before anything is served.
-func TestMessageBytesMustFitNATS(t *testing.T) {
-	_, err := parseConfig([]string{"--id=a1", "--nats-message-bytes=1048576", "--nats-stream-max-bytes=2097152"})
-	if err == nil || !strings.Contains(err.Error(), "--nats-stream-max-bytes") || !strings.Contains(err.Error(), "--nats-message-bytes") {
-		t.Fatalf("error %v, want one about the stream holding messages of --nats-message-bytes", err)
-	}
-	err = run([]string{"--id=a1", "--listen=127.0.0.1:0", "--admin-addr=127.0.0.1:0", "--data-dir=" + t.TempDir(),
-		"--enrichment=off", "--log.level=error", "--nats-message-bytes=786432"})
-	if err == nil || !strings.Contains(err.Error(), "max_payload 1048576") {
-		t.Fatalf("error %v, want one naming the server's max_payload", err)
-	}
-}

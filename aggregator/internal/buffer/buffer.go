@@ -62,8 +62,7 @@ func (c StreamConfig) Subjects() []string { return []string{c.SubjectPrefix + ".
 // through. With "limits" retention a stream that once reached MaxBytes would
 // refuse publishes until MaxAge expired old documents, long after OpenSearch
 // came back. Create the consumer before publishing: a message published
-// while no consumer exists is not kept. A stream made with limits retention
-// by an older version is switched to interest on update (JetStream allows it).
+// while no consumer exists is not kept.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Name,
@@ -83,15 +82,17 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	return s, nil
 }
 
-// StartEmbedded starts an in-process JetStream server storing under dir.
-// listen is "" to accept in-process connections only, or host:port.
-func StartEmbedded(dir, listen string, log *slog.Logger) (*server.Server, error) {
+// StartEmbedded starts an in-process JetStream server storing under dir,
+// taking messages of up to maxPayload bytes. listen is "" to accept
+// in-process connections only, or host:port.
+func StartEmbedded(dir, listen string, maxPayload int32, log *slog.Logger) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName: "podlogs-embedded",
 		JetStream:  true,
 		StoreDir:   dir,
 		NoSigs:     true,
 		DontListen: listen == "",
+		MaxPayload: maxPayload,
 	}
 	if listen != "" {
 		host, port, err := splitHostPort(listen)
@@ -109,7 +110,7 @@ func StartEmbedded(dir, listen string, log *slog.Logger) (*server.Server, error)
 		srv.Shutdown()
 		return nil, errors.New("embedded NATS server did not start within 30s")
 	}
-	log.Info("embedded JetStream server started", "store_dir", dir, "listen", listen)
+	log.Info("embedded JetStream server started", "store_dir", dir, "listen", listen, "max_payload", maxPayload)
 	return srv, nil
 }
 
@@ -150,6 +151,8 @@ const (
 	ReasonStalled      = "stalled"       // too many publishes awaiting an ack in this replica
 	ReasonDisconnected = "disconnected"  // the connection to NATS is down
 	ReasonOther        = "other"
+	// Refusals for good: the same message would be refused again.
+	ReasonTooLarge = "payload_too_large" // over the server's max_payload or the stream's max_msg_size
 )
 
 // FailureReason classifies a publish error. JetStream refuses a message for
@@ -158,6 +161,9 @@ const (
 func FailureReason(err error) string {
 	var apiErr *jetstream.APIError
 	switch {
+	case errors.Is(err, nats.ErrMaxPayload),
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeMessageTooLarge || apiErr.ErrorCode == errCodeHeaderTooLarge):
+		return ReasonTooLarge
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStreamStoreFailed &&
 		(strings.Contains(apiErr.Description, "maximum bytes") || strings.Contains(apiErr.Description, "maximum messages")):
 		return ReasonStreamFull
@@ -173,24 +179,54 @@ func FailureReason(err error) string {
 	return ReasonOther
 }
 
-// errCodeStreamStoreFailed is JetStream's JSStreamStoreFailedF, the error
-// code of a message the stream could not store (a full stream among others).
-const errCodeStreamStoreFailed jetstream.ErrorCode = 10077
+// JetStream's error codes (nats-server's server/errors.json) that
+// FailureReason tells apart: JSStreamStoreFailedF, a message the stream could
+// not store (a full stream among others); JSStreamMessageExceedsMaximumErr
+// and JSStreamHeaderExceedsMaximumErr, a message over the stream's limits.
+const (
+	errCodeStreamStoreFailed jetstream.ErrorCode = 10077
+	errCodeMessageTooLarge   jetstream.ErrorCode = 10054
+	errCodeHeaderTooLarge    jetstream.ErrorCode = 10097
+)
+
+// permanent tells whether a publish that failed for reason would fail again.
+func permanent(reason string) bool { return reason == ReasonTooLarge }
+
+// RefusedError lists the messages JetStream refused for good; Publish
+// stored every other one.
+type RefusedError struct {
+	Msgs   []*nats.Msg
+	Reason string // a permanent FailureReason
+	Err    error  // the last refusal
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("JetStream refused %d messages for good (%s): %v", len(e.Msgs), e.Reason, e.Err)
+}
+
+func (e *RefusedError) Unwrap() error { return e.Err }
 
 // Publish returns nil once every message is stored in the stream (or was a
 // duplicate of a stored one). Messages that fail are published again with
 // backoff until they succeed or ctx is done; refusals of a full stream land
 // here, and the wait is the backpressure the forwarders feel. A resent
 // message carries the same Nats-Msg-Id, so a publish whose ack was lost
-// (stored, then NATS restarted) is not stored twice.
+// (stored, then NATS restarted) is not stored twice. A message refused for
+// good (too large) is not retried: once the others are stored, Publish
+// returns a *RefusedError naming it.
 func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg) error {
 	start := time.Now()
 	defer func() { p.metrics.latency.Observe(time.Since(start).Seconds()) }()
 	todo := msgs
 	backoff := 50 * time.Millisecond
+	var refused *RefusedError
 	for {
 		failed, lastErr := p.publishOnce(ctx, todo)
+		failed = p.setAside(failed, &refused)
 		if len(failed) == 0 {
+			if refused != nil {
+				return refused
+			}
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -198,7 +234,10 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg) error {
 		}
 		reason := FailureReason(lastErr)
 		p.logRetry(reason, len(failed), len(todo), lastErr)
-		todo = failed
+		todo = todo[:0:0]
+		for _, f := range failed {
+			todo = append(todo, f.msg)
+		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		select {
 		case <-time.After(wait):
@@ -234,13 +273,41 @@ func (p *Publisher) logRetry(reason string, failed, of int, err error) {
 	}
 }
 
-func (p *Publisher) publishOnce(ctx context.Context, msgs []*nats.Msg) (failed []*nats.Msg, lastErr error) {
+// failure is a message that was not stored, and why.
+type failure struct {
+	msg *nats.Msg
+	err error
+}
+
+// setAside moves the messages refused for good into *refused, counted and
+// logged, and returns the others.
+func (p *Publisher) setAside(failed []failure, refused **RefusedError) []failure {
+	keep := failed[:0]
+	for _, f := range failed {
+		reason := FailureReason(f.err)
+		if !permanent(reason) {
+			keep = append(keep, f)
+			continue
+		}
+		if *refused == nil {
+			*refused = &RefusedError{Reason: reason}
+		}
+		(*refused).Msgs, (*refused).Err = append((*refused).Msgs, f.msg), f.err
+		p.metrics.refused.WithLabelValues(reason).Add(float64(docmsg.Count(f.msg.Header)))
+		p.log.Error("JetStream refused a message for good; its documents go to the dead-letter index",
+			"reason", reason, "bytes", len(f.msg.Data), "docs", docmsg.Count(f.msg.Header), "err", f.err,
+			"fix", "keep --max-document-bytes and --nats-message-bytes below the server's max_payload and the stream's max_msg_size")
+	}
+	return keep
+}
+
+func (p *Publisher) publishOnce(ctx context.Context, msgs []*nats.Msg) (failed []failure, lastErr error) {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		f, err := p.js.PublishMsgAsync(m)
 		if err != nil {
 			p.metrics.failures.WithLabelValues(FailureReason(err)).Inc()
-			failed, lastErr = append(failed, m), err
+			failed, lastErr = append(failed, failure{m, err}), err
 			continue
 		}
 		futures[i] = f
@@ -258,9 +325,12 @@ func (p *Publisher) publishOnce(ctx context.Context, msgs []*nats.Msg) (failed [
 			}
 		case err := <-f.Err():
 			p.metrics.failures.WithLabelValues(FailureReason(err)).Inc()
-			failed, lastErr = append(failed, msgs[i]), err
+			failed, lastErr = append(failed, failure{msgs[i], err}), err
 		case <-ctx.Done():
-			return append(failed, msgs[i:]...), ctx.Err()
+			for _, m := range msgs[i:] {
+				failed = append(failed, failure{m, ctx.Err()})
+			}
+			return failed, ctx.Err()
 		}
 	}
 	return failed, lastErr
@@ -268,7 +338,7 @@ func (p *Publisher) publishOnce(ctx context.Context, msgs []*nats.Msg) (failed [
 
 type metrics struct {
 	published, duplicates prometheus.Counter
-	failures              *prometheus.CounterVec
+	failures, refused     *prometheus.CounterVec
 	latency               prometheus.Histogram
 }
 
@@ -282,7 +352,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "podlogs_aggregator_publish_failures_total",
-			Help: "Publish attempts JetStream refused or did not answer, by reason (stream_full, timeout, no_responders, stalled, disconnected, other); they are retried.",
+			Help: "Publish attempts JetStream refused or did not answer, by reason (stream_full, timeout, no_responders, stalled, disconnected, other: retried; payload_too_large: not retried).",
+		}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podlogs_aggregator_publish_refused_total",
+			Help: "Documents in messages JetStream refused for good, by reason (payload_too_large); they are sent to the dead-letter index instead.",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "podlogs_aggregator_publish_batch_seconds",
@@ -290,9 +364,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}),
 	}
-	for _, r := range []string{ReasonStreamFull, ReasonTimeout, ReasonNoResponders, ReasonStalled, ReasonDisconnected, ReasonOther} {
+	for _, r := range []string{ReasonStreamFull, ReasonTimeout, ReasonNoResponders, ReasonStalled, ReasonDisconnected, ReasonOther, ReasonTooLarge} {
 		m.failures.WithLabelValues(r)
 	}
-	reg.MustRegister(m.published, m.duplicates, m.failures, m.latency)
+	m.refused.WithLabelValues(ReasonTooLarge)
+	reg.MustRegister(m.published, m.duplicates, m.failures, m.refused, m.latency)
 	return m
 }

@@ -3,6 +3,7 @@ package buffer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/podlogs/podlogs/internal/docmsg"
+	"github.com/podlogs/podlogs/internal/natsproc"
 	"github.com/podlogs/podlogs/internal/natstest"
 )
 
@@ -35,7 +38,7 @@ func TestPublishWaitsForRoomInAFullStream(t *testing.T) {
 	msgs := func(from, n int) []*nats.Msg {
 		var out []*nats.Msg
 		for i := from; i < from+n; i++ {
-			out = append(out, &nats.Msg{Subject: "f.ui", Header: nats.Header{"Nats-Msg-Id": []string{fmt.Sprint(i)}}, Data: doc})
+			out = append(out, &nats.Msg{Subject: "f.ui", Header: nats.Header{docmsg.HeaderMsgID: []string{fmt.Sprint(i)}, docmsg.HeaderDocs: []string{"1"}}, Data: doc})
 		}
 		return out
 	}
@@ -94,4 +97,74 @@ func TestFailureReason(t *testing.T) {
 	f(jetstream.ErrNoStreamResponse, ReasonNoResponders)
 	f(jetstream.ErrTooManyStalledMsgs, ReasonStalled)
 	f(fmt.Errorf("wrapped: %w", nats.ErrConnectionReconnecting), ReasonDisconnected)
+	f(fmt.Errorf("wrapped: %w", nats.ErrMaxPayload), ReasonTooLarge)
+	f(&jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "message size exceeds maximum allowed"}, ReasonTooLarge)
+}
+
+// A message JetStream refuses for good (larger than the stream takes) is
+// not retried: Publish stores the others and names it in a *RefusedError.
+func TestPublishRefusedForGood(t *testing.T) {
+	ns := natstest.Start(t)
+	_, js := natstest.Connect(t, ns)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, MaxMsgSize: 4 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(id string, docs, size int) *nats.Msg {
+		return &nats.Msg{Subject: "s.ui", Header: nats.Header{docmsg.HeaderMsgID: []string{id}, docmsg.HeaderDocs: []string{fmt.Sprint(docs)}},
+			Data: bytes.Repeat([]byte("d"), size)}
+	}
+	reg := prometheus.NewRegistry()
+	p := NewPublisher(js, reg, slog.New(slog.DiscardHandler))
+	big := msg("big", 3, 8<<10)
+	err := p.Publish(ctx, []*nats.Msg{msg("a", 2, 100), big, msg("b", 5, 100)})
+	var refused *RefusedError
+	if !errors.As(err, &refused) || len(refused.Msgs) != 1 || refused.Msgs[0] != big || refused.Reason != ReasonTooLarge {
+		t.Fatalf("Publish = %v, want a RefusedError naming the large message", err)
+	}
+	if n := testutil.ToFloat64(p.metrics.published); n != 7 {
+		t.Fatalf("published %v documents, want the other 7", n)
+	}
+	if n := testutil.ToFloat64(p.metrics.refused.WithLabelValues(ReasonTooLarge)); n != 3 {
+		t.Fatalf("refused %v documents, want 3", n)
+	}
+}
+
+// Open fits the embedded server to the largest message, and refuses an
+// external server whose max_payload is smaller (nats-server with
+// max_payload: 1MB), before anything is published.
+func TestOpenChecksMaxPayload(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+	cfg := func(url string, largest int) Config {
+		return Config{
+			URL: url, StoreDir: t.TempDir(), ClientName: "test", PublishMaxPending: 16, LargestMessage: largest,
+			Stream:   StreamConfig{Name: "P", SubjectPrefix: "p", MaxBytes: 64 << 20, MaxAge: time.Hour, Duplicates: time.Minute, Replicas: 1},
+			Consumer: jetstream.ConsumerConfig{Durable: "w", AckPolicy: jetstream.AckExplicitPolicy},
+		}
+	}
+	b, err := Open(ctx, cfg("", 4<<20), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mp := b.Conn.MaxPayload(); mp < 4<<20+docmsg.HeaderBytes {
+		t.Fatalf("embedded server's max_payload %d, want room for 4 MiB", mp)
+	}
+	if _, err := b.JS.Publish(ctx, "p.ui", bytes.Repeat([]byte("x"), 4<<20)); err != nil {
+		t.Fatalf("publish the largest message to the embedded server: %v", err)
+	}
+	b.Close()
+
+	srv := natsproc.Start(t, "max_payload: 1MB")
+	b, err = Open(ctx, cfg(srv.URL(), 1<<20-docmsg.HeaderBytes), log)
+	if err != nil {
+		t.Fatalf("a largest message that fits 1 MB: %v", err)
+	}
+	b.Close()
+	_, err = Open(ctx, cfg(srv.URL(), 2<<20), log)
+	var pe *PayloadError
+	if !errors.As(err, &pe) || pe.MaxPayload != 1<<20 || pe.Need != 2<<20+docmsg.HeaderBytes {
+		t.Fatalf("Open = %v, want a PayloadError", err)
+	}
 }

@@ -45,6 +45,13 @@ type Line struct {
 	Offset    uint64
 	Malformed bool
 	Truncated bool
+	// OriginalBytes is what the record took in its log file (runtime
+	// prefixes and newlines included); written for a truncated line, so
+	// that a reader knows how much was cut.
+	OriginalBytes uint64
+	// MetadataTruncated: the pod's labels, annotations and container
+	// details were left out to keep the document within its limit.
+	MetadataTruncated bool
 }
 
 // IDLen is the length of a document id: 128 bits in unpadded base64url.
@@ -110,11 +117,86 @@ func Append(dst []byte, m *Meta, l *Line, now time.Time) []byte {
 	}
 	if l.Truncated {
 		dst = append(dst, `,"truncated":true`...)
+		if l.OriginalBytes > 0 {
+			dst = append(dst, `,"original_bytes":`...)
+			dst = appendUint(dst, l.OriginalBytes)
+		}
+	}
+	if l.MetadataTruncated {
+		dst = append(dst, `,"metadata_truncated":true`...)
 	}
 	if dataTruncated {
 		dst = append(dst, `,"data_truncated":true`...)
 	}
 	return append(dst, "}}"...)
+}
+
+// AppendLimited appends l's document as Append does, in at most limit bytes
+// (0: no limit), and tells whether it had to cut. A longer document keeps
+// the first bytes of its log that fit, cut at a character, and is flagged
+// truncated with the record's original size; "data" is left out (a cut line
+// is not a whole object). Where the metadata alone would pass the limit
+// (a pod with huge annotations), labels, annotations and container details
+// are left out too, and flagged. A limit under MinLimit is not always met.
+func AppendLimited(dst []byte, m *Meta, l *Line, now time.Time, limit int) ([]byte, bool) {
+	start := len(dst)
+	dst = Append(dst, m, l, now)
+	if limit <= 0 || len(dst)-start <= limit {
+		return dst, false
+	}
+	// Rare: render what surrounds the log once to measure it, then again
+	// with as much of the log as fits.
+	cut := *l
+	cut.Truncated = true
+	cut.Message = nil
+	dst = Append(dst[:start], m, &cut, now)
+	if len(dst)-start > limit {
+		lean := *m
+		lean.PodExtra, lean.ContainerExtra, lean.ImageExtra = nil, nil, nil
+		m = &lean
+		cut.MetadataTruncated = true
+		dst = Append(dst[:start], m, &cut, now)
+	}
+	cut.Message = l.Message[:jsonPrefix(l.Message, limit-(len(dst)-start))]
+	return Append(dst[:start], m, &cut, now), true
+}
+
+// MinLimit is the least document limit AppendLimited always meets: a
+// document without labels, annotations and log, whose names Kubernetes
+// bounds (253 bytes each, 6 bytes a character escaped), is smaller.
+const MinLimit = 16 << 10
+
+// jsonPrefix returns the length of the longest prefix of s, ending at a
+// character, that appendJSON writes in at most room bytes (quotes aside).
+// It follows appendJSON's escaping character for character.
+func jsonPrefix(s []byte, room int) int {
+	n := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		size, out := 1, 1
+		switch {
+		case c < utf8.RuneSelf && c >= 0x20 && c != '"' && c != '\\':
+		case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+			out = 2
+		case c < utf8.RuneSelf:
+			out = 6
+		default:
+			var r rune
+			r, size = utf8.DecodeRune(s[i:])
+			switch {
+			case r == utf8.RuneError && size == 1, r == '\u2028', r == '\u2029':
+				out = 6
+			default:
+				out = size
+			}
+		}
+		if n+out > room {
+			return i
+		}
+		n += out
+		i += size
+	}
+	return len(s)
 }
 
 func appendUint(dst []byte, v uint64) []byte {

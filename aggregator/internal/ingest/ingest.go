@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/podlogs/podlogs/aggregator/internal/accounting"
+	"github.com/podlogs/podlogs/aggregator/internal/buffer"
 	"github.com/podlogs/podlogs/aggregator/internal/document"
 	"github.com/podlogs/podlogs/aggregator/internal/metacache"
 	"github.com/podlogs/podlogs/internal/cri"
@@ -37,6 +38,17 @@ import (
 // DefaultMessageBytes is the default Config.MessageBytes: a few hundred
 // documents, a quarter of NATS's default max_payload.
 const DefaultMessageBytes = 256 << 10
+
+// DefaultMaxDocumentBytes is the default Config.MaxDocumentBytes: the
+// largest message it makes fits NATS's default max_payload (1 MiB).
+const DefaultMaxDocumentBytes = 1<<20 - 4<<10
+
+// LargestMessage is the most data a message of the server's carries: a
+// message is closed before it passes messageBytes, unless it holds a
+// single document, of at most maxDocumentBytes.
+func LargestMessage(messageBytes, maxDocumentBytes int) int {
+	return max(messageBytes, docmsg.EntrySize(document.IDLen, maxDocumentBytes))
+}
 
 // ProtocolVersion is the version of proto/podlogs/v1 this server speaks.
 const ProtocolVersion = 1
@@ -51,9 +63,13 @@ type Config struct {
 	SubjectPrefix    string
 	// MessageBytes bounds a JetStream message: a batch's documents of one
 	// namespace go in one message, or in several of at most this size (a
-	// larger document goes alone). It must stay below the NATS server's
-	// max_payload. 0 is DefaultMessageBytes.
+	// larger document goes alone). 0 is DefaultMessageBytes.
 	MessageBytes int
+	// MaxDocumentBytes bounds a document: a longer one has its log cut
+	// (document.AppendLimited). With MessageBytes it sets the largest
+	// message (LargestMessage), which the NATS server's max_payload must
+	// take. 0 is DefaultMaxDocumentBytes.
+	MaxDocumentBytes int
 	// DataFields is document.Meta.DataFields for lines whose pod has no
 	// metadata (no API server, or a miss): 0 leaves JSON lines as text.
 	DataFields int
@@ -202,7 +218,7 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 		aged = t.C
 	}
 	conv := converter{node: hello.GetNodeName(), subjectPrefix: s.cfg.SubjectPrefix, enrich: s.enrich, dataFields: s.cfg.DataFields,
-		messageBytes: s.cfg.MessageBytes}
+		messageBytes: cmp.Or(s.cfg.MessageBytes, DefaultMessageBytes), maxDocBytes: cmp.Or(s.cfg.MaxDocumentBytes, DefaultMaxDocumentBytes)}
 	next := uint64(1)
 	for {
 		select {
@@ -231,7 +247,7 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 				return invalid("batch %d: %v", next, err)
 			}
 			conv.account(s.cfg.Accounting, false)
-			if err := s.pub.Publish(ctx, msgs); err != nil {
+			if err := s.publish(ctx, msgs, log); err != nil {
 				if ctx.Err() != nil {
 					return status.FromContextError(ctx.Err()).Err()
 				}
@@ -250,6 +266,45 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 	}
 }
 
+// publish stores msgs. A message the buffer refuses for good (too large for
+// it) would be refused at every try and hold its stream's acknowledgements
+// forever: its documents go to the dead-letter index instead, in a message
+// that keeps each one's id and first bytes. If the buffer refuses that too,
+// the documents are dropped, counted and logged: nothing is retried forever.
+func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, log *slog.Logger) error {
+	err := s.pub.Publish(ctx, msgs)
+	var refused *buffer.RefusedError
+	if !errors.As(err, &refused) {
+		return err
+	}
+	letters := make([]*nats.Msg, 0, len(refused.Msgs))
+	for _, m := range refused.Msgs {
+		docs := max(docmsg.Count(m.Header), 1)
+		keep := max(deadLetterKeepMin, min(deadLetterKeepMax, cmp.Or(s.cfg.MessageBytes, DefaultMessageBytes)/docs-64))
+		dl, err := docmsg.DeadLetter(m, "the buffer refused the message ("+refused.Reason+"): "+refused.Err.Error(), keep)
+		if err != nil {
+			return fmt.Errorf("BUG: a message of ours does not read back: %w", err)
+		}
+		letters = append(letters, dl)
+	}
+	err = s.pub.Publish(ctx, letters)
+	if errors.As(err, &refused) {
+		for _, m := range refused.Msgs {
+			s.metrics.dropped.Add(float64(docmsg.Count(m.Header)))
+		}
+		log.Error("the buffer refused the dead letters of refused documents too; they are dropped",
+			"messages", len(refused.Msgs), "err", refused.Err, "fix", "check the stream's max_msg_size and the server's max_payload")
+		return nil
+	}
+	return err
+}
+
+// What a dead letter of a refused message keeps of each document.
+const (
+	deadLetterKeepMin = 1 << 10
+	deadLetterKeepMax = 16 << 10
+)
+
 // converter turns batches into messages; it belongs to one stream and reuses
 // its buffers from batch to batch.
 type converter struct {
@@ -259,6 +314,7 @@ type converter struct {
 	dataFields    int
 
 	messageBytes int
+	maxDocBytes  int
 
 	parsed  []byte
 	id      []byte
@@ -281,7 +337,6 @@ type source struct {
 
 func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Time, m *metrics) ([]*nats.Msg, error) {
 	c.recycle()
-	c.messageBytes = cmp.Or(c.messageBytes, DefaultMessageBytes)
 	c.sources = c.sources[:0]
 	for i, src := range b.GetSources() {
 		ref, err := podpath.Parse(src.GetPath())
@@ -335,11 +390,12 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 		entry, parsed, err := cri.ParseRecord(format, r.GetData(), c.parsed)
 		c.parsed = parsed
 		line := document.Line{
-			Time:      entry.Time,
-			Stream:    entry.Stream.String(),
-			Message:   entry.Message,
-			Offset:    r.GetOffset(),
-			Truncated: r.GetTruncated(),
+			Time:          entry.Time,
+			Stream:        entry.Stream.String(),
+			Message:       entry.Message,
+			Offset:        r.GetOffset(),
+			Truncated:     r.GetTruncated(),
+			OriginalBytes: r.GetNextOffset() - r.GetOffset(),
 		}
 		if err != nil {
 			line.Malformed = true
@@ -350,16 +406,24 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 		}
 		c.id = document.AppendID(c.id[:0], src.containerDir, src.fingerprint, r.GetOffset())
 		g := &c.groups[src.group]
-		// About what the document will take: a message is closed before
-		// it would pass the limit, not after.
-		if g.open && g.w.Docs() > 0 && g.w.Len()+docmsg.EntrySize(len(c.id), 2*len(r.GetData())+512) > c.messageBytes {
-			c.close(g)
-		}
 		if !g.open {
 			g.w.Reset(c.buffer(len(r.GetData())))
 			g.open = true
 		}
-		g.w.End(document.Append(g.w.Begin(c.id), &src.meta, &line, now))
+		doc, cut := document.AppendLimited(g.w.Begin(c.id), &src.meta, &line, now, c.maxDocBytes)
+		g.w.End(doc)
+		if cut {
+			m.cut.Inc()
+		}
+		// A document's size is known once it is written: the one that takes
+		// a message past the limit moves to the next message.
+		if g.w.Len() > c.messageBytes && g.w.Docs() > 1 {
+			entry := g.w.CutLast()
+			c.close(g)
+			g.w.Reset(c.buffer(len(entry)))
+			g.w.AddEntry(entry)
+			g.open = true
+		}
 	}
 	for i := range c.groups {
 		if g := &c.groups[i]; g.open {
@@ -468,7 +532,7 @@ func criFormat(f podlogsv1.Format) cri.Format {
 type metrics struct {
 	streams                                         prometheus.Gauge
 	batches, records, malformed, truncated, invalid prometheus.Counter
-	excluded, aged                                  prometheus.Counter
+	excluded, aged, cut, dropped                    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -486,6 +550,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		invalid:   c("streams_invalid_total", "Streams ended because a forwarder sent an invalid message."),
 		excluded:  c("records_excluded_total", "Records dropped on purpose: their pod is annotated podlogs.io/exclude: \"true\"."),
 		aged:      c("streams_aged_total", "Streams ended at their maximum age so that forwarders rebalance over replicas."),
+		cut:       c("documents_cut_total", "Documents whose log was cut to --max-document-bytes (flagged podlogs.truncated)."),
+		dropped:   c("publish_dropped_total", "Documents dropped because the buffer refused their message and its dead letter for good (see the log)."),
 	}
 	reg.MustRegister(m.streams)
 	return m

@@ -31,6 +31,7 @@ const podPath = "ui_ui-5dcbd7c4b8-x2vqz_3f0e6c5a-0d3b-4a8e-9a51-6f1c2b7d9e10/ui/
 
 type env struct {
 	client podlogsv1.IngestServiceClient
+	js     jetstream.JetStream
 	stream jetstream.Stream
 	srv    *Server
 	reg    *prometheus.Registry
@@ -78,7 +79,7 @@ func setupConfig(t *testing.T, cfg Config, enricher Enricher) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{client: podlogsv1.NewIngestServiceClient(conn), stream: st, srv: srv, reg: reg}
+	return &env{client: podlogsv1.NewIngestServiceClient(conn), js: js, stream: st, srv: srv, reg: reg}
 }
 
 func hello() *podlogsv1.StreamRequest {

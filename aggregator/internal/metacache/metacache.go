@@ -229,6 +229,21 @@ func (c *Cache) WaitForSync(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), c.synced...)
 }
 
+// AwaitSync waits up to timeout for WaitForSync and logs how it went. A
+// cache not synced in time serves anyway: its lookups wait for a pod they
+// do not know yet and GET it, so streams need not wait for a slow API.
+func (c *Cache) AwaitSync(ctx context.Context, timeout time.Duration) {
+	syncCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	begin := time.Now()
+	switch {
+	case c.WaitForSync(syncCtx):
+		c.log.Info("pod metadata cache synced", "took", time.Since(begin).Round(time.Millisecond), "cache", c.String())
+	case ctx.Err() == nil:
+		c.log.Warn("pod metadata cache not synced in time; taking streams anyway (lookups wait and GET until it is)", "timeout", timeout)
+	}
+}
+
 // Synced reports whether the informers have listed everything once and the
 // cache holds it.
 func (c *Cache) Synced() bool {

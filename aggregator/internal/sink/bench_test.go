@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/opensearch-project/opensearch-go/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
 	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
@@ -241,26 +241,25 @@ func writerLoadCPU(b *testing.B, client *opensearch.Client, docs [][]byte, bulk,
 	}, client, cons, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	// Timed: from the templates installed (as directLoad, which installs
 	// them untimed) to the answer of the bulk request that completes the
-	// documents, as directLoad; the sink has sent every ack by then.
-	var start, end time.Time
-	var cpuStart, cpuEnd time.Duration
-	var written atomic.Int64
-	all := make(chan struct{})
-	s.started = func() { start, cpuStart = time.Now(), processCPU() }
-	s.settled = func(n int) {
-		if written.Add(int64(n)) == int64(len(docs)) {
-			end, cpuEnd = time.Now(), processCPU()
-			close(all)
-		}
-	}
+	// documents, as directLoad, seen in the writer's metrics (polled every
+	// millisecond).
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(runCtx) }()
-	select {
-	case <-all:
-	case <-time.After(5 * time.Minute):
-		b.Fatalf("the writer wrote %d of %d documents in 5 minutes", written.Load(), len(docs))
+	for !s.Ready() {
+		time.Sleep(time.Millisecond)
 	}
+	start, cpuStart := time.Now(), processCPU()
+	written := func() int {
+		return int(testutil.ToFloat64(s.metrics.created) + testutil.ToFloat64(s.metrics.duplicate))
+	}
+	for written() < len(docs) {
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("the writer wrote %d of %d documents in 5 minutes", written(), len(docs))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	end, cpuEnd := time.Now(), processCPU()
 	// Not timed: every ack reached JetStream.
 	for {
 		ci, err := cons.Info(ctx)
@@ -310,13 +309,11 @@ func BenchmarkFill(b *testing.B) {
 	msgs := []*held{hold(&fakeMsg{data: m.Data, hdr: m.Header})}
 	for _, index := range []string{"eks-pod-logs", "eks-pod-logs-%Y.%m.%d"} {
 		b.Run("index="+index, func(b *testing.B) {
-			s := &Sink{cfg: Config{Index: index, BulkBytes: 64 << 20}}
-			idx := newIndexNamer(index)
-			var body bytes.Buffer
+			w := &writer{Sink: &Sink{cfg: Config{Index: index, BulkBytes: 64 << 20}}, idx: newIndexNamer(index)}
 			b.SetBytes(size)
 			b.ReportAllocs()
 			for b.Loop() {
-				if end := s.fill(&body, idx, msgs, 0); end != len(msgs) || len(msgs[0].docs) != len(docs) {
+				if end := w.fill(msgs, 0); end != len(msgs) || len(msgs[0].docs) != len(docs) {
 					b.Fatalf("filled %d of %d messages, %d documents", end, len(msgs), len(msgs[0].docs))
 				}
 			}

@@ -2,13 +2,13 @@
 //
 // Every aggregator replica pulls from one shared durable pull consumer, so
 // each message goes to one replica. A message holds documents (package
-// docmsg: a batch's documents of one namespace, or one document in the
-// format before batches). In a replica, one goroutine pulls continuously
-// (prefetching at most PullBytes) and cuts batches of messages by document
-// count, bytes or flush interval; each worker takes a batch, writes it with
-// _bulk requests of "create" operations under each document's own id (to
-// the index, the daily index its @timestamp names, or the data stream), and
-// decides per document from the item's result:
+// docmsg: a batch's documents of one namespace). In a replica, one
+// goroutine pulls continuously (prefetching at most PullBytes) and cuts
+// batches of messages by document count, bytes or flush interval (pull.go);
+// each worker takes a batch, writes it with _bulk requests of "create"
+// operations under each document's own id (to the index, the daily index
+// its @timestamp names, or the data stream), and decides per document from
+// the item's result (bulk.go):
 //   - created, or 409 (a document with that id exists: a resent line) → ack;
 //   - 429, 5xx → nak with a growing delay: JetStream redelivers it later;
 //   - 401, 403 (the role lacks a permission) → nak and an error log, never
@@ -20,10 +20,19 @@
 //     too (reason "delivered N times", with the last error): a document is
 //     never retried forever, and never dropped silently.
 //
+// A request refused as a whole for what it holds (413: larger than
+// OpenSearch or a proxy takes; 400) would be refused again: its messages are
+// written one by one, and a message refused alone, document by document; a
+// document refused alone goes to the dead-letter index. A message that
+// cannot be read, or that ingest sent as a dead letter (the buffer refused
+// its documents), goes there too (deadletter.go). A dead letter keeps the
+// document, cut to MaxDocumentBytes, and why; one the dead-letter index
+// refuses for good is dropped, counted and logged: nothing is retried
+// forever.
+//
 // A message is acked once each of its documents is settled (created,
 // duplicate or dead-lettered) and nak'ed if any is to be retried: it comes
-// back whole, and its documents already written are answered 409. A message
-// that cannot be read goes to the dead-letter index as it is.
+// back whole, and its documents already written are answered 409.
 //
 // The consumer itself has no MaxDeliver: JetStream would stop delivering a
 // message past it and keep it out of reach (only an advisory tells), so the
@@ -32,15 +41,15 @@
 // down) count too, but only an item-level failure dead-letters: an outage of
 // any length leaves the dead-letter index empty.
 //
-// A request that fails as a whole (connection refused, timeout, 5xx) acks
-// nothing: the worker backs off and the messages are redelivered. Messages
-// are acked only after OpenSearch answered, so a replica killed mid-bulk
-// loses nothing; ack_wait must exceed the slowest bulk request. A replica
-// stopped (its context done) finishes its bulk requests in flight and naks
-// what it pulled but did not write, for another replica to take at once.
-// What a replica holds is bounded: (workers + 1) batches of at most
-// BulkDocs documents, PullBytes prefetched, and max_ack_pending messages
-// across replicas.
+// A request that fails as a whole for a passing reason (connection refused,
+// timeout, 429, 5xx) acks nothing: the worker backs off and the messages are
+// redelivered. Messages are acked only after OpenSearch answered, so a
+// replica killed mid-bulk loses nothing; ack_wait must exceed the slowest
+// bulk request. A replica stopped (its context done) finishes its bulk
+// requests in flight and naks what it pulled but did not write, for another
+// replica to take at once. What a replica holds is bounded: (workers + 1)
+// batches of at most BulkDocs documents, PullBytes prefetched, and
+// max_ack_pending messages across replicas.
 package sink
 
 import (
@@ -49,7 +58,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -63,7 +71,6 @@ import (
 
 	"github.com/podlogs/podlogs/aggregator/internal/accounting"
 	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
-	"github.com/podlogs/podlogs/internal/docmsg"
 )
 
 // Config tunes the writer.
@@ -78,6 +85,9 @@ type Config struct {
 	Workers    int
 	BulkDocs   int // documents fetched per bulk request
 	BulkBytes  int // split a bulk request past this body size
+	// MaxDocumentBytes is the most of a document a dead letter keeps; 0
+	// keeps 1 MiB.
+	MaxDocumentBytes int
 	// PullBytes bounds what the continuous pull holds ahead of the
 	// workers; it must be at least the largest message (the NATS server's
 	// max_payload), or the pull stalls. 0: max(BulkBytes, 2 MiB).
@@ -122,11 +132,6 @@ type Sink struct {
 
 	mu    sync.Mutex // guards ready
 	ready bool
-
-	// Benchmark hooks, when set: started once the templates are installed,
-	// settled after each bulk request whose documents were all answered.
-	started func()
-	settled func(docs int)
 }
 
 // New returns a sink writing what cons delivers to OpenSearch through client.
@@ -142,7 +147,9 @@ func (s *Sink) Ready() bool {
 }
 
 // Run installs the index templates (retrying until OpenSearch answers), then
-// writes until ctx is done.
+// writes until ctx is done. It returns an error if the consumer is gone
+// (deleted by an operator): writing cannot go on, and a restart creates it
+// again.
 //
 // One goroutine pulls from the consumer continuously, so that the next
 // batch is in the iterator's buffer when a worker is ready: the pull round
@@ -158,19 +165,22 @@ func (s *Sink) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.ready = true
 	s.mu.Unlock()
-	if s.started != nil {
-		s.started()
-	}
 	// Bulk requests outlive ctx, so that a stop never wastes one OpenSearch
 	// has already done; the grace goroutine bounds them.
 	writeCtx, cancelWrite := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWrite()
+	// A pull that cannot go on ends the workers as a stop does.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	want := make(chan struct{})   // a worker is ready for a batch
 	batches := make(chan []*held) // the batch cut for it
 	var wg sync.WaitGroup
+	var pullErr error
 	wg.Go(func() {
 		defer close(batches)
-		s.pull(ctx, want, batches)
+		if pullErr = s.pull(ctx, want, batches); pullErr != nil {
+			stop()
+		}
 	})
 	for range s.cfg.Workers {
 		wg.Go(func() { s.work(ctx, writeCtx, want, batches) })
@@ -194,7 +204,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	wg.Wait()
 	close(done)
 	grace.Wait()
-	return nil
+	return pullErr
 }
 
 func (s *Sink) installTemplates(ctx context.Context) error {
@@ -221,129 +231,9 @@ func (s *Sink) installTemplates(ctx context.Context) error {
 	}
 }
 
-// pull cuts batches from one continuous pull on the consumer and hands
-// them to the workers that ask (want) until ctx is done. A batch closes at
-// BulkDocs documents, at about BulkBytes of bulk body, or FlushInterval
-// after its first message (a message is never split). The iterator
-// prefetches in the background, at most PullBytes.
-func (s *Sink) pull(ctx context.Context, want <-chan struct{}, batches chan<- []*held) {
-	backoff := s.cfg.BackoffMin
-	pullBytes := cmp.Or(s.cfg.PullBytes, max(s.cfg.BulkBytes, 2<<20))
-	for ctx.Err() == nil {
-		it, err := s.cons.Messages(jetstream.PullMaxBytes(pullBytes))
-		if err == nil {
-			err = s.cut(ctx, it, want, batches)
-			if ctx.Err() != nil {
-				s.release(it)
-				return
-			}
-			it.Stop()
-		}
-		s.log.Warn("pull from JetStream failed; retrying", "err", err, "retry_in", backoff)
-		sleep(ctx, jitter(backoff))
-		backoff = min(2*backoff, s.cfg.BackoffMax)
-	}
-}
-
-// cut reads it into batches, one for each want, until ctx is done or it
-// fails.
-func (s *Sink) cut(ctx context.Context, it jetstream.MessagesContext, want <-chan struct{}, batches chan<- []*held) error {
-	var next *held // read, but past the limits of the batch before
-	for {
-		select {
-		case <-want:
-		case <-ctx.Done():
-			if next != nil {
-				s.nakAll([]*held{next}, s.cfg.BackoffMin)
-			}
-			return ctx.Err()
-		}
-		if next == nil {
-			m, err := it.Next(jetstream.NextContext(ctx))
-			if err != nil {
-				return fmt.Errorf("next message: %w", err)
-			}
-			next = hold(m)
-		}
-		batch := []*held{next}
-		docs, size := next.count(), next.bulkSize()
-		next = nil
-		flushCtx, cancel := context.WithTimeout(ctx, s.cfg.FlushInterval)
-		for docs < s.cfg.BulkDocs {
-			m, err := it.Next(jetstream.NextContext(flushCtx))
-			if err != nil {
-				if ctx.Err() == nil && flushCtx.Err() != nil {
-					break // flush interval over
-				}
-				cancel()
-				s.nakAll(batch, s.cfg.BackoffMin)
-				return fmt.Errorf("next message: %w", err)
-			}
-			h := hold(m)
-			if n, b := h.count(), h.bulkSize(); docs+n <= s.cfg.BulkDocs && size+b <= s.cfg.BulkBytes {
-				batch, docs, size = append(batch, h), docs+n, size+b
-				continue
-			}
-			next = h
-			break
-		}
-		cancel()
-		select {
-		case batches <- batch:
-		case <-ctx.Done():
-			s.nakAll(batch, s.cfg.BackoffMin)
-			if next != nil {
-				s.nakAll([]*held{next}, s.cfg.BackoffMin)
-			}
-			return ctx.Err()
-		}
-	}
-}
-
-// held is a message pulled from the consumer, with its documents.
-type held struct {
-	msg  jetstream.Msg
-	docs []docmsg.Doc
-	bad  error // the message could not be read: it goes to the dead-letter index whole
-	// retry is set when one of the documents is to be written again: the
-	// message is nak'ed, not acked.
-	retry bool
-}
-
-func hold(m jetstream.Msg) *held {
-	h := &held{msg: m}
-	// The header's count sizes the slice, within what the data can hold.
-	n := min(docmsg.Count(m.Headers()), len(m.Data())/docmsg.EntrySize(0, 0)+1)
-	h.docs, h.bad = docmsg.Append(make([]docmsg.Doc, 0, n), m.Headers(), m.Data())
-	return h
-}
-
-// count is how many documents h adds to a batch (a message that cannot be
-// read counts as one).
-func (h *held) count() int { return max(len(h.docs), 1) }
-
-// bulkSize is about what h adds to a bulk body.
-func (h *held) bulkSize() int { return len(h.msg.Data()) + 128*h.count() }
-
-// release gives back what the iterator has prefetched: nak'ed, it goes to
-// whichever writer pulls next instead of waiting out ack_wait.
-func (s *Sink) release(it jetstream.MessagesContext) {
-	it.Drain()
-	for {
-		m, err := it.Next(jetstream.NextMaxWait(time.Second))
-		if err != nil {
-			return
-		}
-		if err := m.NakWithDelay(jitter(s.cfg.BackoffMin)); err != nil {
-			s.log.Debug("nak failed", "err", err)
-		}
-	}
-}
-
 // install puts the dead-letter template first: its priority is above the
 // main template's, whose pattern (a date pattern's "<name>-*") may match
-// the dead-letter index too, and OpenSearch refuses overlapping templates
-// of equal priority (as the dead-letter template of an older version has).
+// the dead-letter index too.
 func (s *Sink) install(ctx context.Context) error {
 	if err := PutTemplate(ctx, s.client, templateName(s.cfg.DeadLetter), DeadLetterTemplate(s.cfg.DeadLetter)); err != nil {
 		return err
@@ -359,263 +249,6 @@ func (s *Sink) install(ctx context.Context) error {
 		return PutISMPolicy(ctx, s.client, templateName(s.cfg.Index), ISMPolicyBody(s.cfg.ISM, TemplatePattern(s.cfg.Index)))
 	}
 	return nil
-}
-
-// work writes the batches pull cuts; a worker has one bulk request in
-// flight at a time. Bulk requests use writeCtx, so that the one in flight
-// when ctx is done finishes; batches received after that are nak'ed.
-func (s *Sink) work(ctx, writeCtx context.Context, want chan<- struct{}, batches <-chan []*held) {
-	backoff := s.cfg.BackoffMin
-	var body bytes.Buffer
-	idx := newIndexNamer(s.cfg.Index)
-	for {
-		select {
-		case want <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		msgs, open := <-batches
-		if !open {
-			return
-		}
-		if ctx.Err() != nil {
-			s.nakAll(msgs, s.cfg.BackoffMin)
-			continue
-		}
-		// Split by bytes; a request failing as a whole stops the rest of the batch.
-		ok := true
-		for start := 0; start < len(msgs) && ok; {
-			end := s.fill(&body, idx, msgs, start)
-			ok = s.write(writeCtx, body.Bytes(), msgs[start:end])
-			if !ok {
-				s.nakAll(msgs[start:], backoff)
-			} else if s.settled != nil {
-				n := 0
-				for _, h := range msgs[start:end] {
-					n += len(h.docs)
-				}
-				s.settled(n)
-			}
-			start = end
-		}
-		if ok {
-			backoff = s.cfg.BackoffMin
-			continue
-		}
-		sleep(ctx, jitter(backoff))
-		backoff = min(2*backoff, s.cfg.BackoffMax)
-	}
-}
-
-// fill writes bulk lines for the documents of msgs[start:] into body up to
-// the byte limit (at least one message; a message is never split) and
-// returns the end of what it took. Each document goes to the index idx
-// names for it.
-func (s *Sink) fill(body *bytes.Buffer, idx *indexNamer, msgs []*held, start int) int {
-	body.Reset()
-	i := start
-	for ; i < len(msgs); i++ {
-		h := msgs[i]
-		if i > start && body.Len()+h.bulkSize() > s.cfg.BulkBytes {
-			break
-		}
-		for _, d := range h.docs {
-			body.WriteString(`{"create":{"_index":`)
-			body.Write(idx.quoted(d.Data))
-			body.WriteString(`,"_id":`)
-			writeJSONString(body, d.ID)
-			body.WriteString("}}\n")
-			body.Write(d.Data)
-			body.WriteByte('\n')
-		}
-	}
-	return i
-}
-
-type bulkResponse struct {
-	Errors bool `json:"errors"`
-	Items  []struct {
-		Create bulkItem `json:"create"`
-	} `json:"items"`
-}
-
-type bulkItem struct {
-	Status int        `json:"status"`
-	Error  *bulkError `json:"error"`
-}
-
-type bulkError struct {
-	Type   string `json:"type"`
-	Reason string `json:"reason"`
-}
-
-// bulkPath asks OpenSearch to answer only what write reads: an item is then
-// about 25 bytes instead of 200, less to encode and to decode.
-const bulkPath = "/_bulk?filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
-
-// write sends one bulk request for the documents of msgs and settles each
-// message by its documents' results. It returns false if the request
-// failed as a whole.
-func (s *Sink) write(ctx context.Context, body []byte, msgs []*held) bool {
-	var rejected []rejection
-	docs := 0
-	for _, h := range msgs {
-		docs += len(h.docs)
-		if h.bad != nil {
-			rejected = append(rejected, rejection{held: h, doc: docmsg.Doc{ID: []byte(h.msg.Headers().Get(docmsg.HeaderMsgID)), Data: h.msg.Data()},
-				item: bulkItem{Error: &bulkError{Type: "unreadable_message"}}, reason: h.bad.Error()})
-		}
-	}
-	if docs > 0 {
-		var ok bool
-		if rejected, ok = s.bulk(ctx, body, msgs, docs, rejected); !ok {
-			return false
-		}
-	}
-	if len(rejected) > 0 {
-		s.deadLetter(ctx, rejected)
-	}
-	for _, h := range msgs {
-		if h.retry {
-			s.nak(h.msg)
-		} else {
-			s.ack(h.msg)
-		}
-	}
-	return true
-}
-
-// bulk sends the request and sorts its items: documents to retry mark
-// their message, documents refused for good are added to rejected. It
-// returns false if the request failed as a whole.
-func (s *Sink) bulk(ctx context.Context, body []byte, msgs []*held, docs int, rejected []rejection) ([]rejection, bool) {
-	start := time.Now()
-	out, err := osrequest.Do(ctx, s.client, http.MethodPost, bulkPath, body)
-	s.metrics.bulkSeconds.Observe(time.Since(start).Seconds())
-	if err != nil {
-		s.metrics.bulkRequests.WithLabelValues("failed").Inc()
-		if ctx.Err() == nil {
-			s.log.Warn("bulk request failed; documents stay in the buffer and are retried", "docs", docs, "err", err)
-		}
-		return rejected, false
-	}
-	var resp bulkResponse
-	if err := json.Unmarshal(out, &resp); err != nil || len(resp.Items) != docs {
-		s.metrics.bulkRequests.WithLabelValues("failed").Inc()
-		s.log.Error("bulk response does not match the request; retrying", "err", err, "items", len(resp.Items), "docs", docs)
-		return rejected, false
-	}
-	s.metrics.bulkRequests.WithLabelValues("ok").Inc()
-	var denied int
-	var deniedReason string
-	items := resp.Items
-	for _, h := range msgs {
-		subject := h.msg.Subject()
-		for j, it := range items[:len(h.docs)] {
-			d := h.docs[j]
-			switch st := it.Create.Status; {
-			case st == http.StatusOK || st == http.StatusCreated:
-				s.metrics.created.Inc()
-				s.cfg.Accounting.AddDocument(subject, d.Data, accounting.Indexed)
-			case st == http.StatusConflict:
-				s.metrics.duplicate.Inc()
-				s.cfg.Accounting.AddDocument(subject, d.Data, accounting.Duplicate)
-			case st == http.StatusUnauthorized || st == http.StatusForbidden:
-				// The role lacks a permission: the operator's to fix, and the
-				// dead-letter index would refuse the document too. Retry it,
-				// whatever MaxDeliveries says; it is indexed once the role allows.
-				s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
-				s.metrics.retried.Inc()
-				denied, deniedReason = denied+1, reasonOf(it.Create)
-				h.retry = true
-			case st == http.StatusTooManyRequests || st >= 500:
-				s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
-				if n := deliveries(h.msg); s.cfg.MaxDeliveries > 0 && n >= uint64(s.cfg.MaxDeliveries) {
-					rejected = append(rejected, rejection{held: h, doc: d, item: it.Create,
-						reason: fmt.Sprintf("delivered %d times (--max-deliveries); last error: %s", n, reasonOf(it.Create))})
-					continue
-				}
-				s.metrics.retried.Inc()
-				h.retry = true
-			default:
-				s.metrics.errors.WithLabelValues(errType(it.Create)).Inc()
-				rejected = append(rejected, rejection{held: h, doc: d, item: it.Create, reason: reasonOf(it.Create)})
-			}
-		}
-		items = items[len(h.docs):]
-	}
-	if denied > 0 {
-		s.log.Error("OpenSearch denied the writer permission; the documents stay in the buffer and are retried: "+
-			"grant the user's role create_index and write on the index pattern", "docs", denied, "reason", deniedReason)
-	}
-	return rejected, true
-}
-
-// rejection is a document bound for the dead-letter index.
-type rejection struct {
-	held   *held
-	doc    docmsg.Doc
-	item   bulkItem
-	reason string
-}
-
-func reasonOf(it bulkItem) string {
-	if it.Error != nil {
-		return it.Error.Reason
-	}
-	return ""
-}
-
-func deliveries(m jetstream.Msg) uint64 {
-	md, err := m.Metadata()
-	if err != nil {
-		return 0
-	}
-	return md.NumDelivered
-}
-
-// deadLetter stores rejected documents in the dead-letter index with the
-// reason. If that write fails their messages are marked for a retry.
-func (s *Sink) deadLetter(ctx context.Context, rejected []rejection) {
-	var body bytes.Buffer
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	idx := newIndexNamer(s.cfg.Index)
-	for _, r := range rejected {
-		id := string(r.doc.ID)
-		doc, _ := json.Marshal(map[string]any{
-			"@timestamp": now, "index": idx.name(r.doc.Data), "error_type": errType(r.item), "reason": r.reason,
-			"status": r.item.Status, "document": string(r.doc.Data), "document_id": id,
-			"deliveries": deliveries(r.held.msg), "subject": r.held.msg.Subject(),
-		})
-		body.WriteString(`{"index":{"_index":`)
-		writeJSONString(&body, s.cfg.DeadLetter)
-		body.WriteString(`,"_id":`)
-		writeJSONString(&body, id)
-		body.WriteString("}}\n")
-		body.Write(doc)
-		body.WriteByte('\n')
-		s.log.Warn("OpenSearch rejected a document; it goes to the dead-letter index",
-			"dead_letter_index", s.cfg.DeadLetter, "id", id, "error_type", errType(r.item), "reason", r.reason)
-	}
-	out, err := osrequest.Do(ctx, s.client, http.MethodPost, "/_bulk", body.Bytes())
-	var resp2 bulkResponse
-	if err == nil {
-		err = json.Unmarshal(out, &resp2)
-	}
-	if err == nil && resp2.Errors {
-		err = errors.New("the dead-letter index refused some documents")
-	}
-	for _, r := range rejected {
-		if err != nil {
-			r.held.retry = true
-			continue
-		}
-		s.metrics.deadLettered.Inc()
-		s.cfg.Accounting.AddDocument(r.held.msg.Subject(), r.doc.Data, accounting.DeadLettered)
-	}
-	if err != nil {
-		s.log.Error("writing to the dead-letter index failed; the documents are retried", "err", err)
-	}
 }
 
 func (s *Sink) ack(m jetstream.Msg) {
@@ -685,34 +318,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-type metrics struct {
-	bulkRequests, docs, errors *prometheus.CounterVec
-	bulkSeconds                prometheus.Histogram
-	// docs by outcome, looked up once: they count every document.
-	created, duplicate, retried, deadLettered prometheus.Counter
-	// Per namespace (and per pod): Config.Accounting.
-}
-
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		bulkRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podlogs_aggregator_bulk_requests_total", Help: "Bulk requests to OpenSearch by result (ok, failed).",
-		}, []string{"result"}),
-		docs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podlogs_aggregator_documents_total", Help: "Documents written to OpenSearch by outcome (created, duplicate, retried, dead_lettered).",
-		}, []string{"outcome"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "podlogs_aggregator_opensearch_errors_total", Help: "Per-document errors OpenSearch returned, by its error type.",
-		}, []string{"type"}),
-		bulkSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "podlogs_aggregator_bulk_seconds", Help: "Duration of bulk requests to OpenSearch.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
-		}),
-	}
-	m.created, m.duplicate = m.docs.WithLabelValues("created"), m.docs.WithLabelValues("duplicate")
-	m.retried, m.deadLettered = m.docs.WithLabelValues("retried"), m.docs.WithLabelValues("dead_lettered")
-	reg.MustRegister(m.bulkRequests, m.docs, m.errors, m.bulkSeconds)
-	return m
 }

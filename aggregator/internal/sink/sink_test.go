@@ -39,19 +39,19 @@ type rig struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	// perMessage documents go in one message, as ingest batches them; 0
-	// publishes each alone in the format before batches.
+	// perMessage documents go in one message, as ingest batches them.
 	perMessage int
 	pending    []docmsg.Doc
 	sentMsgs   uint64
 	sentDocs   int
 }
 
-// formats are the two message formats a writer reads.
+// formats are two ways ingest cuts messages: several documents of a batch
+// and namespace, or a document alone (one larger than --nats-message-bytes).
 var formats = []struct {
 	name       string
 	perMessage int
-}{{"batch messages", 8}, {"single-document messages", 0}}
+}{{"eight documents a message", 8}, {"one document a message", 1}}
 
 // start runs a sink from a fresh stream into a fresh index, through osURL
 // (the real node, or a proxy in front of it).
@@ -91,14 +91,10 @@ func start(t *testing.T, osURL string, dupWindow time.Duration, opts ...func(*Co
 }
 
 // publish adds a document to the next message, and sends the message once
-// it holds perMessage documents (at once in the format before batches).
+// it holds perMessage documents.
 func (r *rig) publish(t *testing.T, id string, doc string) {
 	t.Helper()
 	r.sentDocs++
-	if r.perMessage == 0 {
-		r.send(t, &nats.Msg{Subject: "t.docs.ui", Header: nats.Header{"Nats-Msg-Id": []string{id}}, Data: []byte(doc)})
-		return
-	}
 	r.pending = append(r.pending, docmsg.Doc{ID: []byte(id), Data: []byte(doc)})
 	if len(r.pending) == r.perMessage {
 		r.flush(t)
@@ -161,6 +157,9 @@ type deadLetter struct {
 	Status     int    `json:"status"`
 	Deliveries int    `json:"deliveries"`
 	Document   string `json:"document"`
+
+	DocumentBytes     int  `json:"document_bytes"`
+	DocumentTruncated bool `json:"document_truncated"`
 }
 
 // getDeadLetter reads the dead letter of document id from index's dead-letter index.
