@@ -6,13 +6,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
-	rungroup "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/podlogs/podlogs/aggregator/internal/sink"
 	"github.com/podlogs/podlogs/internal/adminhttp"
 	"github.com/podlogs/podlogs/internal/logging"
+	"github.com/podlogs/podlogs/internal/rungroup"
 	"github.com/podlogs/podlogs/internal/tlsfiles"
 )
 
@@ -96,38 +95,28 @@ func run(args []string) error {
 	log.Info("aggregator starting", "version", version, "id", cfg.ID, "listen", endpoint.Addr().String(), "tls", tlsMode(cfg.TLS), "admin", admin.Addr(),
 		"opensearch", cfg.OpenSearchURL, "index", cfg.Index, "nats", natsURLOrEmbedded(cfg.NATSURL))
 
-	// Interrupted in this order when any returns: inputs before outputs.
+	// Stopped in this order when one returns: inputs before outputs.
 	var g rungroup.Group
-	g.Add(rungroup.ContextHandler(ctx))
-	g.Add(func() error {
+	g.Until(ctx)
+	g.AddStop(func() error {
 		if metaCache != nil {
 			metaCache.AwaitSync(ctx, cfg.CacheSyncTimeout)
 		}
 		return endpoint.Serve()
-	}, func(error) { endpoint.Stop() })
+	}, endpoint.Stop)
 	if metaCache != nil {
-		g.Add(actor(metaCache.Run))
+		g.Add(metaCache.Run)
 	}
 	if cfg.BulkWorkers > 0 {
-		g.Add(actor(snk.Run))
+		g.Add(snk.Run)
 	} else {
 		log.Info("ingest-only replica: no bulk writer (--bulk-workers=0)")
 	}
-	g.Add(actor(monitor.Run))
-	g.Add(actor(admin.Run))
+	g.Add(monitor.Run)
+	g.Add(admin.Run)
 	err = g.Run()
 	log.Info("aggregator stopped")
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return nil // a signal
-	}
 	return err
-}
-
-// actor makes a component's Run an execute and interrupt pair of a run
-// group: interrupted, its context ends, and the group waits for Run.
-func actor(runFn func(context.Context) error) (func() error, func(error)) {
-	ctx, cancel := context.WithCancel(context.Background())
-	return func() error { return runFn(ctx) }, func(error) { cancel() }
 }
 
 func tlsMode(c tlsfiles.Config) string {

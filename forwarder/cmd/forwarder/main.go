@@ -7,20 +7,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
 	"github.com/podlogs/podlogs/forwarder/internal/finder"
@@ -29,6 +24,7 @@ import (
 	"github.com/podlogs/podlogs/internal/adminhttp"
 	"github.com/podlogs/podlogs/internal/envflag"
 	"github.com/podlogs/podlogs/internal/logging"
+	"github.com/podlogs/podlogs/internal/rungroup"
 	"github.com/podlogs/podlogs/internal/tlsfiles"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
@@ -58,14 +54,14 @@ func run(args []string) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Signals are caught from here on; the run group ends on the first.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	checkpointPath := filepath.Join(cfg.DataDir, "checkpoints.json")
-	_, statErr := os.Stat(checkpointPath)
-	firstStart := errors.Is(statErr, os.ErrNotExist)
-	store, err := checkpoint.Open(checkpointPath)
+	store, err := checkpoint.Open(filepath.Join(cfg.DataDir, "checkpoints.json"))
 	if err != nil {
 		return err
 	}
@@ -73,63 +69,19 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	var creds credentials.TransportCredentials = insecure.NewCredentials()
-	if cfg.TLS.Enabled() {
-		// Loaded now to fail fast on a bad file; re-read on handshakes
-		// when the Secret behind them is rotated.
-		files, err := tlsfiles.Load(cfg.TLS, log)
-		if err != nil {
-			return err
-		}
-		creds = tlsfiles.ClientCredentials(files)
-	}
-	conn, err := grpc.NewClient(cfg.Aggregator,
-		grpc.WithTransportCredentials(creds),
-		// Round robin over every address the name resolves to (a headless
-		// Service), so forwarders spread over aggregator replicas; rotating,
-		// so that each forwarder's successive streams visit every replica.
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"`+sender.BalancerName+`":{}}]}`),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(cfg.MaxMessageBytes)),
-	)
+	conn, err := sender.Dial(cfg.Aggregator, cfg.TLS, cfg.MaxMessageBytes, log)
 	if err != nil {
-		return fmt.Errorf("aggregator client for %s: %w", cfg.Aggregator, err)
+		return err
 	}
 	defer conn.Close()
-
-	snd := sender.New(sender.Config{
-		NodeName:         cfg.NodeName,
-		Version:          version,
-		MaxInflightBytes: cfg.MaxInflightBytes,
-		MaxMessageBytes:  cfg.MaxMessageBytes,
-		BackoffMin:       200 * time.Millisecond,
-		BackoffMax:       10 * time.Second,
-		ErrorHint:        func(err error) string { return tlsfiles.ClientHint(err, cfg.TLS) },
-	}, conn, func(b *podlogsv1.Batch) {
+	snd := sender.New(cfg.senderConfig(), conn, func(b *podlogsv1.Batch) {
 		for _, r := range b.GetRecords() {
 			src := b.GetSources()[r.GetSourceIndex()]
 			id := src.GetIdentity()
 			store.Advance(checkpoint.Key{Device: id.GetDevice(), Inode: id.GetInode(), Fingerprint: id.GetFingerprint()}, src.GetPath(), r.GetNextOffset())
 		}
 	}, reg, log)
-	rd := reader.New(reader.Config{
-		PodsRoot:       cfg.PodsRoot,
-		Filter:         filter,
-		SkipExisting:   firstStart && cfg.InitialRead == "end",
-		NoWatch:        !cfg.Watch,
-		ScanInterval:   cfg.ScanInterval,
-		PollInterval:   cfg.PollInterval,
-		ResyncInterval: cfg.ResyncInterval,
-		ReadBytes:      64 << 10, // per file per turn: fairness between busy and quiet pods
-		BatchBytes:     cfg.BatchBytes,
-		BatchRecords:   cfg.BatchRecords,
-		BatchLinger:    cfg.BatchLinger,
-		// A runtime writes a line at a time: reading a while after a
-		// write event takes the node's lines of that while in one turn and
-		// one batch, so the cost follows lines, not writes. The batch
-		// linger is how long a line may wait to be batched anyway.
-		ReadDelay:      cfg.BatchLinger,
-		MaxRecordBytes: cfg.MaxRecordBytes,
-	}, store, snd, reg, log)
+	rd := reader.New(cfg.readerConfig(filter, store.Fresh()), store, snd, reg, log)
 	admin, err := adminhttp.New(cfg.AdminAddr, reg, func() error {
 		if !snd.Connected() {
 			return errors.New("no stream to an aggregator")
@@ -142,70 +94,58 @@ func run(args []string) error {
 	if cfg.Pprof {
 		admin.HandlePprof()
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	log.Info("forwarder starting", "version", version, "node", cfg.NodeName, "pods_root", cfg.PodsRoot,
-		"aggregator", cfg.Aggregator, "tls", tlsMode(cfg.TLS), "admin", admin.Addr(), "checkpointed_files", store.Len(), "first_start", firstStart)
+		"aggregator", cfg.Aggregator, "tls", tlsMode(cfg.TLS), "admin", admin.Addr(), "checkpointed_files", store.Len(), "first_start", store.Fresh())
 
-	// Components run under their own contexts so that shutdown goes input
-	// first: stop reading, let in-flight batches be acknowledged, then close
-	// the stream, then write the checkpoints one last time.
+	// Interrupted in this order when any returns: stop reading, let the
+	// batches in flight be acknowledged, close the stream, write the
+	// checkpoints one last time.
+	var g rungroup.Group
+	g.Until(ctx)
+	g.Add(rd.Run)
 	senderCtx, stopSender := context.WithCancel(context.Background())
-	defer stopSender()
-	adminCtx, stopAdmin := context.WithCancel(context.Background())
-	defer stopAdmin()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	goRun := func(f func() error) {
-		wg.Add(1)
-		go func() { defer wg.Done(); errc <- f() }()
-	}
-	goRun(func() error { return admin.Run(adminCtx) })
-	goRun(func() error { return snd.Run(senderCtx) })
-	syncDone := make(chan struct{})
-	goRun(func() error { return syncLoop(senderCtx, store, cfg.CheckpointInterval, log, syncDone) })
-
-	readErr := rd.Run(ctx)
-	stop()
-	log.Info("reading stopped; waiting for in-flight batches", "grace", cfg.ShutdownGrace)
-	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	if err := snd.Flush(graceCtx); err != nil {
-		log.Warn("shutdown grace ran out; unacknowledged records will be sent again after restart", "err", err)
-	}
-	cancel()
-	stopSender()
-	<-syncDone
-	if err := store.Sync(); err != nil {
-		log.Error("final checkpoint write failed; records since the last one will be sent again", "err", err)
-	}
-	stopAdmin()
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		if err != nil && readErr == nil {
-			readErr = err
-		}
-	}
+	g.AddStop(func() error { return snd.Run(senderCtx) }, func() { snd.Drain(cfg.ShutdownGrace); stopSender() })
+	g.Add(func(ctx context.Context) error { return store.Run(ctx, cfg.CheckpointInterval, log) })
+	g.Add(admin.Run)
+	err = g.Run()
 	log.Info("forwarder stopped")
-	return readErr
+	return err
 }
 
-// syncLoop writes the checkpoints periodically; a crash re-sends at most one
-// interval's worth of acknowledged records, which downstream deduplicates.
-func syncLoop(ctx context.Context, store *checkpoint.Store, every time.Duration, log *slog.Logger, done chan<- struct{}) error {
-	defer close(done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := store.Sync(); err != nil {
-				log.Warn("checkpoint write failed; will retry", "err", err)
-			}
-		}
+// senderConfig is the stream's: backoff between reconnects, the window.
+func (c config) senderConfig() sender.Config {
+	return sender.Config{
+		NodeName:         c.NodeName,
+		Version:          version,
+		MaxInflightBytes: c.MaxInflightBytes,
+		MaxMessageBytes:  c.MaxMessageBytes,
+		BackoffMin:       200 * time.Millisecond,
+		BackoffMax:       10 * time.Second,
+		ErrorHint:        func(err error) string { return tlsfiles.ClientHint(err, c.TLS) },
+	}
+}
+
+// readerConfig is the read loop's; firstStart is the node's very first
+// (no checkpoint file yet).
+func (c config) readerConfig(filter *finder.Filter, firstStart bool) reader.Config {
+	return reader.Config{
+		PodsRoot:       c.PodsRoot,
+		Filter:         filter,
+		SkipExisting:   firstStart && c.InitialRead == "end",
+		NoWatch:        !c.Watch,
+		ScanInterval:   c.ScanInterval,
+		PollInterval:   c.PollInterval,
+		ResyncInterval: c.ResyncInterval,
+		ReadBytes:      64 << 10, // per file per turn: fairness between busy and quiet pods
+		BatchBytes:     c.BatchBytes,
+		BatchRecords:   c.BatchRecords,
+		BatchLinger:    c.BatchLinger,
+		// A runtime writes a line at a time: reading a while after a
+		// write event takes the node's lines of that while in one turn and
+		// one batch, so the cost follows lines, not writes. The batch
+		// linger is how long a line may wait to be batched anyway.
+		ReadDelay:      c.BatchLinger,
+		MaxRecordBytes: c.MaxRecordBytes,
 	}
 }
 

@@ -9,13 +9,16 @@
 package checkpoint
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Key identifies a file whatever its current name.
@@ -44,7 +47,8 @@ const formatVersion = 1
 
 // Store holds the entries in memory and writes them to one file.
 type Store struct {
-	path string
+	path  string
+	fresh bool // no file when opened
 
 	mu      sync.Mutex // guards entries and dirty
 	entries map[Key]Entry
@@ -56,6 +60,7 @@ func Open(path string) (*Store, error) {
 	s := &Store{path: path, entries: map[Key]Entry{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
+		s.fresh = true
 		return s, nil
 	}
 	if err != nil {
@@ -69,6 +74,31 @@ func Open(path string) (*Store, error) {
 		s.entries[e.Key] = e
 	}
 	return s, nil
+}
+
+// Fresh tells whether there was no checkpoint file when the store was
+// opened: the node's very first start.
+func (s *Store) Fresh() bool { return s.fresh }
+
+// Run writes the store every interval until ctx is done, then once more. A
+// crash re-sends at most one interval's worth of acknowledged records,
+// which downstream deduplicates; a failed write is retried at the next.
+func (s *Store) Run(ctx context.Context, every time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := s.Sync(); err != nil {
+				log.Error("final checkpoint write failed; records since the last one will be sent again", "err", err)
+			}
+			return nil
+		case <-t.C:
+			if err := s.Sync(); err != nil {
+				log.Warn("checkpoint write failed; will retry", "err", err)
+			}
+		}
+	}
 }
 
 // Decode parses the content of a checkpoint file.

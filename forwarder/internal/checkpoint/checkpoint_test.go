@@ -1,9 +1,12 @@
 package checkpoint
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestAdvanceSyncReopen(t *testing.T) {
@@ -66,4 +69,33 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = Decode(b) // must not panic
 	})
+}
+
+// Run writes what was advanced every interval and once more when stopped;
+// a store opened without a file is the node's first start, one opened
+// from a file is not.
+func TestRunWritesAndFresh(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "checkpoints.json")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Fresh() {
+		t.Fatal("a store without a file is not fresh")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, time.Hour, slog.New(slog.DiscardHandler)) }()
+	s.Advance(Key{Device: 1, Inode: 2, Fingerprint: 3}, "ns_p_u/c/0.log", 42)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := again.Get(Key{Device: 1, Inode: 2, Fingerprint: 3}); !ok || e.Offset != 42 || again.Fresh() {
+		t.Fatalf("after Run stopped: entry %+v %v, fresh %v", e, ok, again.Fresh())
+	}
 }
