@@ -218,7 +218,7 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 		aged = t.C
 	}
 	conv := converter{node: hello.GetNodeName(), subjectPrefix: s.cfg.SubjectPrefix, enrich: s.enrich, dataFields: s.cfg.DataFields,
-		messageBytes: cmp.Or(s.cfg.MessageBytes, DefaultMessageBytes), maxDocBytes: cmp.Or(s.cfg.MaxDocumentBytes, DefaultMaxDocumentBytes)}
+		messageBytes: s.cfg.MessageBytes, maxDocBytes: s.cfg.MaxDocumentBytes}
 	next := uint64(1)
 	for {
 		select {
@@ -337,6 +337,8 @@ type source struct {
 
 func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Time, m *metrics) ([]*nats.Msg, error) {
 	c.recycle()
+	c.messageBytes = cmp.Or(c.messageBytes, DefaultMessageBytes)
+	c.maxDocBytes = cmp.Or(c.maxDocBytes, DefaultMaxDocumentBytes)
 	c.sources = c.sources[:0]
 	for i, src := range b.GetSources() {
 		ref, err := podpath.Parse(src.GetPath())
