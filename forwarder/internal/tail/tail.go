@@ -8,6 +8,7 @@
 package tail
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -127,10 +128,8 @@ func endOfLastLine(f *os.File) (uint64, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return 0, err
 		}
-		for i := n - 1; i >= 0; i-- {
-			if buf[i] == '\n' {
-				return uint64(start) + uint64(i) + 1, nil
-			}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return uint64(start) + uint64(i) + 1, nil
 		}
 		end = start
 	}
