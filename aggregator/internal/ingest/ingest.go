@@ -165,51 +165,13 @@ func (s *Server) Stream(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest,
 
 func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, podlogsv1.StreamResponse]) error {
 	ctx := stream.Context()
-	first, err := stream.Recv()
+	hello, err := s.handshake(stream)
 	if err != nil {
-		return err
-	}
-	hello := first.GetHello()
-	switch {
-	case hello == nil:
-		return invalid("the first message of a stream must be a hello")
-	case hello.GetProtocolVersion() != ProtocolVersion:
-		return invalid("protocol version %d is not supported; this aggregator speaks %d", hello.GetProtocolVersion(), ProtocolVersion)
-	case hello.GetNodeName() == "":
-		return invalid("hello has no node name")
-	}
-	if err := stream.Send(&podlogsv1.StreamResponse{Message: &podlogsv1.StreamResponse_Welcome{Welcome: &podlogsv1.Welcome{
-		ProtocolVersion: ProtocolVersion, AggregatorId: s.cfg.AggregatorID, MaxMessageBytes: uint32(s.cfg.MaxMessageBytes),
-	}}}); err != nil {
 		return err
 	}
 	log := s.log.With("node", hello.GetNodeName())
 	log.Debug("stream open", "forwarder_version", hello.GetForwarderVersion())
-
-	batches := make(chan *podlogsv1.Batch, s.cfg.ReadAheadBatches)
-	recvErr := make(chan error, 1)
-	s.receivers.Add(1)
-	go func() {
-		defer s.receivers.Done()
-		defer close(batches)
-		for {
-			req, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			b := req.GetBatch()
-			if b == nil {
-				recvErr <- invalid("expected a batch, got %T", req.GetMessage())
-				return
-			}
-			select {
-			case batches <- b:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	batches, recvErr := s.receive(ctx, stream)
 
 	var aged <-chan time.Time
 	if a := s.cfg.MaxStreamAge; a > 0 {
@@ -264,6 +226,60 @@ func (s *Server) serve(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, 
 			next++
 		}
 	}
+}
+
+// handshake reads the forwarder's hello and answers with the welcome.
+func (s *Server) handshake(stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, podlogsv1.StreamResponse]) (*podlogsv1.Hello, error) {
+	first, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	hello := first.GetHello()
+	switch {
+	case hello == nil:
+		return nil, invalid("the first message of a stream must be a hello")
+	case hello.GetProtocolVersion() != ProtocolVersion:
+		return nil, invalid("protocol version %d is not supported; this aggregator speaks %d", hello.GetProtocolVersion(), ProtocolVersion)
+	case hello.GetNodeName() == "":
+		return nil, invalid("hello has no node name")
+	}
+	if err := stream.Send(&podlogsv1.StreamResponse{Message: &podlogsv1.StreamResponse_Welcome{Welcome: &podlogsv1.Welcome{
+		ProtocolVersion: ProtocolVersion, AggregatorId: s.cfg.AggregatorID, MaxMessageBytes: uint32(s.cfg.MaxMessageBytes),
+	}}}); err != nil {
+		return nil, err
+	}
+	return hello, nil
+}
+
+// receive reads the stream's batches ahead of their publishing, at most
+// ReadAheadBatches; the channel closes when the stream ends, and recvErr
+// then says why. The goroutine is the server's (Wait).
+func (s *Server) receive(ctx context.Context, stream grpc.BidiStreamingServer[podlogsv1.StreamRequest, podlogsv1.StreamResponse]) (<-chan *podlogsv1.Batch, <-chan error) {
+	batches := make(chan *podlogsv1.Batch, s.cfg.ReadAheadBatches)
+	recvErr := make(chan error, 1)
+	s.receivers.Add(1)
+	go func() {
+		defer s.receivers.Done()
+		defer close(batches)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			b := req.GetBatch()
+			if b == nil {
+				recvErr <- invalid("expected a batch, got %T", req.GetMessage())
+				return
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return batches, recvErr
 }
 
 // publish stores msgs. A message the buffer refuses for good (too large for
@@ -339,14 +355,46 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 	c.recycle()
 	c.messageBytes = cmp.Or(c.messageBytes, DefaultMessageBytes)
 	c.maxDocBytes = cmp.Or(c.maxDocBytes, DefaultMaxDocumentBytes)
+	if err := c.readSources(ctx, b.GetSources()); err != nil {
+		return nil, err
+	}
+	// The batch's documents go into one message per subject (namespace), or
+	// more where they pass MessageBytes. Their buffers are reused from batch
+	// to batch (recycle): the previous batch is stored by now.
+	for i, r := range b.GetRecords() {
+		if int(r.GetSourceIndex()) >= len(c.sources) {
+			return nil, fmt.Errorf("record %d names source %d of %d", i, r.GetSourceIndex(), len(c.sources))
+		}
+		if r.GetNextOffset() <= r.GetOffset() {
+			return nil, fmt.Errorf("record %d: next offset %d is not past offset %d", i, r.GetNextOffset(), r.GetOffset())
+		}
+		src := &c.sources[r.GetSourceIndex()]
+		src.records++
+		if src.exclude {
+			m.excluded.Inc()
+			continue
+		}
+		c.add(src, r, now, m)
+	}
+	for i := range c.groups {
+		if g := &c.groups[i]; g.open {
+			c.close(g)
+		}
+	}
+	return c.msgs, nil
+}
+
+// readSources reads the batch's sources: where each file's lines come
+// from, and their pod's metadata.
+func (c *converter) readSources(ctx context.Context, sources []*podlogsv1.Source) error {
 	c.sources = c.sources[:0]
-	for i, src := range b.GetSources() {
+	for i, src := range sources {
 		ref, err := podpath.Parse(src.GetPath())
 		if err != nil {
-			return nil, fmt.Errorf("source %d: %w", i, err)
+			return fmt.Errorf("source %d: %w", i, err)
 		}
 		if src.GetIdentity() == nil {
-			return nil, fmt.Errorf("source %d (%s) has no identity", i, src.GetPath())
+			return fmt.Errorf("source %d (%s) has no identity", i, src.GetPath())
 		}
 		s := source{
 			meta: document.Meta{
@@ -369,70 +417,52 @@ func (c *converter) convert(ctx context.Context, b *podlogsv1.Batch, now time.Ti
 		}
 		c.sources = append(c.sources, s)
 	}
-	// The batch's documents go into one message per subject (namespace), or
-	// more where they pass MessageBytes. Their buffers are reused from batch
-	// to batch (recycle): the previous batch is stored by now.
-	for i, r := range b.GetRecords() {
-		if int(r.GetSourceIndex()) >= len(c.sources) {
-			return nil, fmt.Errorf("record %d names source %d of %d", i, r.GetSourceIndex(), len(c.sources))
-		}
-		if r.GetNextOffset() <= r.GetOffset() {
-			return nil, fmt.Errorf("record %d: next offset %d is not past offset %d", i, r.GetNextOffset(), r.GetOffset())
-		}
-		src := &c.sources[r.GetSourceIndex()]
-		src.records++
-		if src.exclude {
-			m.excluded.Inc()
-			continue
-		}
-		format := src.format
-		if format == cri.FormatUnknown {
-			format = cri.DetectFormat(r.GetData())
-		}
-		entry, parsed, err := cri.ParseRecord(format, r.GetData(), c.parsed)
-		c.parsed = parsed
-		line := document.Line{
-			Time:          entry.Time,
-			Stream:        entry.Stream.String(),
-			Message:       entry.Message,
-			Offset:        r.GetOffset(),
-			Truncated:     r.GetTruncated(),
-			OriginalBytes: r.GetNextOffset() - r.GetOffset(),
-		}
-		if err != nil {
-			line.Malformed = true
-			m.malformed.Inc()
-		}
-		if r.GetTruncated() {
-			m.truncated.Inc()
-		}
-		c.id = document.AppendID(c.id[:0], src.containerDir, src.fingerprint, r.GetOffset())
-		g := &c.groups[src.group]
-		if !g.open {
-			g.w.Reset(c.buffer(len(r.GetData())))
-			g.open = true
-		}
-		doc, cut := document.AppendLimited(g.w.Begin(c.id), &src.meta, &line, now, c.maxDocBytes)
-		g.w.End(doc)
-		if cut {
-			m.cut.Inc()
-		}
-		// A document's size is known once it is written: the one that takes
-		// a message past the limit moves to the next message.
-		if g.w.Len() > c.messageBytes && g.w.Docs() > 1 {
-			entry := g.w.CutLast()
-			c.close(g)
-			g.w.Reset(c.buffer(len(entry)))
-			g.w.AddEntry(entry)
-			g.open = true
-		}
+	return nil
+}
+
+// add writes the document of record r of src into its subject's message.
+func (c *converter) add(src *source, r *podlogsv1.Record, now time.Time, m *metrics) {
+	format := src.format
+	if format == cri.FormatUnknown {
+		format = cri.DetectFormat(r.GetData())
 	}
-	for i := range c.groups {
-		if g := &c.groups[i]; g.open {
-			c.close(g)
-		}
+	entry, parsed, err := cri.ParseRecord(format, r.GetData(), c.parsed)
+	c.parsed = parsed
+	line := document.Line{
+		Time:          entry.Time,
+		Stream:        entry.Stream.String(),
+		Message:       entry.Message,
+		Offset:        r.GetOffset(),
+		Truncated:     r.GetTruncated(),
+		OriginalBytes: r.GetNextOffset() - r.GetOffset(),
 	}
-	return c.msgs, nil
+	if err != nil {
+		line.Malformed = true
+		m.malformed.Inc()
+	}
+	if r.GetTruncated() {
+		m.truncated.Inc()
+	}
+	c.id = document.AppendID(c.id[:0], src.containerDir, src.fingerprint, r.GetOffset())
+	g := &c.groups[src.group]
+	if !g.open {
+		g.w.Reset(c.buffer(len(r.GetData())))
+		g.open = true
+	}
+	doc, cut := document.AppendLimited(g.w.Begin(c.id), &src.meta, &line, now, c.maxDocBytes)
+	g.w.End(doc)
+	if cut {
+		m.cut.Inc()
+	}
+	// A document's size is known once it is written: the one that takes a
+	// message past the limit moves to the next message.
+	if g.w.Len() > c.messageBytes && g.w.Docs() > 1 {
+		moved := g.w.CutLast()
+		c.close(g)
+		g.w.Reset(c.buffer(len(moved)))
+		g.w.AddEntry(moved)
+		g.open = true
+	}
 }
 
 // group builds the messages of one subject.
