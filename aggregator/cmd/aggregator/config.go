@@ -295,9 +295,11 @@ func (c config) validate() error {
 	if c.MaxDocumentBytes < document.MinLimit {
 		errs = append(errs, fmt.Errorf("--max-document-bytes must be at least %d (a document's metadata), got %d", document.MinLimit, c.MaxDocumentBytes))
 	}
-	if largest := c.largestMessage(); c.MessageBytes > 0 && c.StreamMaxBytes < 4*int64(largest) {
-		// A message larger than the room a full stream frees would never fit.
-		errs = append(errs, fmt.Errorf("--nats-stream-max-bytes (%d) must hold at least 4 of the largest messages (%d bytes, from --nats-message-bytes and --max-document-bytes)", c.StreamMaxBytes, largest))
+	if largest := c.largestMessage(); c.MessageBytes > 0 && (c.StreamMaxBytes < 4*int64(c.MessageBytes) || c.StreamMaxBytes < 2*int64(largest)) {
+		// A message larger than the room a full stream frees would never
+		// fit; a stream of few messages would stall publishes.
+		errs = append(errs, fmt.Errorf("--nats-stream-max-bytes (%d) must hold at least 4 messages of --nats-message-bytes (%d) and 2 of the largest message (%d bytes, from --max-document-bytes)",
+			c.StreamMaxBytes, c.MessageBytes, largest))
 	}
 	if c.BulkBytes < c.MaxDocumentBytes+bulkActionBytes {
 		// Every document must fit a bulk request with its action line.
