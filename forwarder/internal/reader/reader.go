@@ -14,8 +14,6 @@ package reader
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"log/slog"
 	"path"
 	"path/filepath"
@@ -26,6 +24,7 @@ import (
 	"github.com/podlogs/podlogs/forwarder/internal/checkpoint"
 	"github.com/podlogs/podlogs/forwarder/internal/finder"
 	"github.com/podlogs/podlogs/forwarder/internal/tail"
+	"github.com/podlogs/podlogs/forwarder/internal/watch"
 	"github.com/podlogs/podlogs/internal/cri"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
@@ -93,8 +92,8 @@ type Reader struct {
 	held     *podlogsv1.Batch
 	heldSize int
 	scans    int
-	rescan   bool     // the last scan added watches: scan again soon
-	watch    *watcher // nil when notifications are off or unavailable
+	rescan   bool           // the last scan added watches: scan again soon
+	watch    *watch.Watcher // nil when notifications are off or unavailable
 	// unreadable reports the paths scans cannot read or watch, once each.
 	unreadable *unreadablePaths
 	// closing holds closed files whose last records may not be
@@ -143,150 +142,29 @@ func New(cfg Config, store *checkpoint.Store, out Submitter, reg prometheus.Regi
 func (r *Reader) Run(ctx context.Context) error {
 	defer r.closeAll()
 	if !r.cfg.NoWatch {
-		w, err := newWatcher(r.cfg.PodsRoot)
+		w, err := watch.New(r.cfg.PodsRoot)
 		if err != nil {
 			r.log.Warn("filesystem notifications unavailable; relying on polling", "err", err, "poll_interval", r.cfg.PollInterval)
 		} else {
 			r.watch = w
-			defer w.close()
+			defer w.Close()
 		}
 	}
-	var events <-chan []byte
-	var watchErrs <-chan error
-	if r.watch != nil {
-		events, watchErrs = r.watch.chunks, r.watch.errs
-	}
-	scanEvery, pollEvery := r.cfg.ScanInterval, r.cfg.PollInterval
-	if r.watch != nil && r.cfg.ResyncInterval > 0 {
-		scanEvery, pollEvery = r.cfg.ResyncInterval, r.cfg.ResyncInterval
-	}
-	scan := time.NewTicker(scanEvery)
-	defer scan.Stop()
-	poll := time.NewTicker(pollEvery)
-	defer poll.Stop()
-	// Creations and renames call for a scan soon; a burst of them gets one.
-	scanSoon := time.NewTimer(time.Hour)
-	scanSoon.Stop()
-	defer scanSoon.Stop()
-	scanPending := false
-	// The first write event after a turn starts the read delay.
-	readSoon := time.NewTimer(time.Hour)
-	readSoon.Stop()
-	defer readSoon.Stop()
-	readArmed := false
-
+	l := r.newLoop()
+	defer l.stop()
 	r.scanAndLog()
-	readAll := true
-	scanOnEvent := func(name []byte, mask uint32) {
-		if r.handleEvent(name, mask) && !scanPending {
-			scanPending = true
-			scanSoon.Reset(50 * time.Millisecond)
-		}
-	}
-	onEvents := func(chunk []byte) {
-		if err := r.watch.decode(chunk, scanOnEvent); err != nil {
-			// Some writes and creations went unseen.
-			r.metrics.watchOverflows.Inc()
-			r.log.Debug("filesystem notifications lost; reading every file and scanning", "err", err)
-			readAll = true
-			if !scanPending {
-				scanPending = true
-				scanSoon.Reset(50 * time.Millisecond)
-			}
-		}
-	}
-	// wait handles what happened since the last turn; block says whether to
-	// sleep until something does: until the read delay after a write ends,
-	// or at once without a delay. A busy reader still handles events and
-	// scans every turn: a new file after a rotation must be opened before
-	// kubelet compresses and deletes the one we are still reading.
-	wait := func(block bool) bool {
-		var space <-chan struct{}
-		if r.held != nil {
-			space = r.out.Space()
-			if r.submitHeld() {
-				block, space = false, nil
-			}
-		}
-		for handled := 0; ; handled++ {
-			var idle <-chan time.Time
-			if !block || (handled > 0 && (r.cfg.ReadDelay <= 0 || readAll)) {
-				idle = closedTimeChan // don't sleep: drain what is there
-			} else if len(r.dirty) > 0 && !readArmed && r.held == nil {
-				// (While a batch waits for the window, Space ends the wait.)
-				readArmed = true
-				readSoon.Reset(r.cfg.ReadDelay)
-			}
-			// While the read delay runs, events wait in their queue: taken
-			// in one go when it ends, they cost no wake-up each.
-			evs := events
-			if readArmed {
-				evs = nil
-			}
-			select {
-			case <-ctx.Done():
-				return false
-			case <-space:
-				if r.submitHeld() {
-					return true
-				}
-				space = r.out.Space()
-			case chunk := <-evs:
-				onEvents(chunk)
-			case err := <-watchErrs:
-				// Notifications ended (never seen): poll as without them.
-				r.log.Warn("filesystem notifications failed; relying on polling", "err", err, "poll_interval", r.cfg.PollInterval)
-				events, watchErrs = nil, nil
-				scan.Reset(r.cfg.ScanInterval)
-				poll.Reset(r.cfg.PollInterval)
-				readAll = true
-			case <-scanSoon.C:
-				scanPending = false
-				r.scanAndLog()
-			case <-scan.C:
-				r.scanAndLog()
-			case <-poll.C:
-				readAll = true
-			case <-readSoon.C:
-				readArmed = false
-				// Take every event queued meanwhile (a select that may
-				// also take idle would take only some); events left
-				// behind would delay the next ones more and more.
-			drain:
-				for range maxEvents {
-					select {
-					case chunk := <-events:
-						onEvents(chunk)
-					default:
-						break drain
-					}
-				}
-				return true
-			case <-idle:
-				return true
-			}
-			if r.rescan && !scanPending {
-				r.rescan = false
-				scanPending = true
-				scanSoon.Reset(50 * time.Millisecond)
-			}
-			if handled > maxEvents {
-				return true // keep reading even under a storm of events
-			}
-		}
-	}
 	for {
 		more := false
 		if r.held == nil {
-			more = r.readTurn(readAll)
-			readAll = false
+			more = r.readTurn(l.readAll)
+			l.readAll = false
 			if !more || r.batch.due(r.cfg, time.Now()) {
 				// Everything written is read, or the batch is full or old
 				// enough: hand over what we have.
 				r.flush()
 			}
 		}
-		if !wait(!more || r.held != nil) {
+		if !l.wait(ctx, !more || r.held != nil) {
 			return nil
 		}
 	}
@@ -315,17 +193,17 @@ var closedTimeChan = func() <-chan time.Time {
 // handleEvent marks a written file dirty; it returns true when the event
 // calls for a scan (something created, renamed or removed).
 func (r *Reader) handleEvent(name []byte, mask uint32) bool {
-	if mask&maskWrite != 0 {
+	if mask&watch.MaskWrite != 0 {
 		if f := r.byAbs[string(name)]; f != nil {
 			r.markDirty(f)
 			return false
 		}
 	}
-	rel, depth := r.watch.rel(string(name))
+	rel, depth := r.watch.Rel(string(name))
 	if depth == 0 {
 		return false
 	}
-	if mask&maskWrite != 0 && depth == 3 {
+	if mask&watch.MaskWrite != 0 && depth == 3 {
 		if id, ok := r.byPath[rel]; ok {
 			if f := r.files[id]; f != nil {
 				r.markDirty(f)
@@ -335,7 +213,7 @@ func (r *Reader) handleEvent(name []byte, mask uint32) bool {
 		// A file we do not follow yet (no first line at the last scan).
 		return finder.IsLogName(path.Base(rel))
 	}
-	return mask&maskStructure != 0
+	return mask&watch.MaskStructure != 0
 }
 
 func (r *Reader) scanAndLog() {
@@ -452,106 +330,6 @@ func (r *Reader) atEOF(id fileID, f *openFile) bool {
 		return true
 	}
 	return false
-}
-
-func (r *Reader) scan() error {
-	res, err := finder.Scan(r.cfg.PodsRoot, r.cfg.Filter)
-	if err != nil {
-		return err
-	}
-	found := res.Files
-	r.scans++
-	first := r.scans == 1
-	for _, f := range r.files {
-		f.seen = false
-	}
-	present := make(map[fileID]bool, len(found))
-	for _, ff := range found {
-		id := fileID{dev: ff.Device, ino: ff.Inode}
-		present[id] = true
-		if f, ok := r.files[id]; ok {
-			f.seen = true
-			if f.t.Rel != ff.Rel {
-				r.metrics.rotations.Inc()
-				r.unmapPath(f)
-				f.t.Rel = ff.Rel // renamed by rotation: same file, read on
-				r.mapPath(id, f)
-				r.markDirty(f)
-			}
-			continue
-		}
-		start := r.startOffset
-		if first && r.cfg.SkipExisting {
-			start = r.startOffsetOrEnd
-		}
-		t, err := tail.Open(filepath.Join(r.cfg.PodsRoot, ff.Rel), ff.Rel, r.cfg.MaxRecordBytes, start)
-		if errors.Is(err, tail.ErrNoFirstLine) {
-			continue // no identity yet; a write event or the next scan tries again
-		}
-		if err != nil {
-			r.log.Warn("cannot open log file", "file", ff.Rel, "err", err)
-			continue
-		}
-		f := &openFile{t: t, seen: true}
-		r.add(id, f)
-		r.mapPath(id, f)
-		r.metrics.filesOpened.Inc()
-	}
-	// How far acknowledgements trail the files, without a label per file.
-	var lag, lagMax uint64
-	for _, ff := range found {
-		f := r.files[fileID{dev: ff.Device, ino: ff.Inode}]
-		if f == nil {
-			continue
-		}
-		acked := uint64(0)
-		if e, ok := r.store.Get(f.t.Key()); ok {
-			acked = e.Offset
-		}
-		if size := uint64(ff.Size); size > acked {
-			lag += size - acked
-			lagMax = max(lagMax, size-acked)
-		}
-	}
-	r.metrics.ackLag.Set(float64(lag))
-	r.metrics.ackLagMax.Set(float64(lagMax))
-	// Files no longer found must be read to their end, then closed.
-	for _, f := range r.files {
-		if !f.seen {
-			r.markDirty(f)
-		}
-	}
-	r.metrics.openFiles.Set(float64(len(r.files)))
-	// Directories of pods without files (yet) need watches too. Files made
-	// in a new directory before its watch was added sent no event: look
-	// again soon rather than at the next resync.
-	var unwatched []*fs.PathError
-	if r.watch != nil {
-		r.rescan, unwatched = r.watch.sync(res.Dirs)
-	}
-	r.unreadable.update(res.Unreadable, unwatched)
-	// Entries of files that are gone serve no purpose; keep the store small.
-	open := make(map[checkpoint.Key]bool, len(r.files))
-	for _, f := range r.files {
-		open[f.t.Key()] = true
-	}
-	var gone []checkpoint.Entry
-	r.store.Forget(func(e checkpoint.Entry) bool {
-		// An entry stays while its file is open, or present without an
-		// identity yet, or closed before its last records were
-		// acknowledged; an inode now holding another file does not count
-		// (inodes are reused).
-		id := fileID{dev: e.Device, ino: e.Inode}
-		keep := r.unacked(e) || open[e.Key] || (present[id] && r.files[id] == nil)
-		if !keep && first {
-			gone = append(gone, e)
-		}
-		return keep
-	})
-	if len(gone) > 0 {
-		r.recoverCompressed(gone)
-	}
-	return nil
 }
 
 func (r *Reader) startOffset(k checkpoint.Key) uint64 {

@@ -1,6 +1,9 @@
 //go:build linux
 
-package reader
+// Package watch follows a pods tree (root, pod and container directories)
+// with inotify: which files were written, and when something was created,
+// renamed or removed. Elsewhere than on Linux, New fails and callers poll.
+package watch
 
 import (
 	"encoding/binary"
@@ -14,7 +17,7 @@ import (
 	"syscall"
 )
 
-// watcher turns inotify events on the pods tree into "this file was
+// Watcher turns inotify events on the pods tree into "this file was
 // written" and "something was created, renamed or removed". It watches the
 // root, every pod directory and every container directory (three levels,
 // one inotify watch each); a file's writes arrive through its directory's
@@ -27,7 +30,7 @@ import (
 // meanwhile, and the next read(2) takes all of it. An event costs a few
 // bytes to decode, not a read and a wake-up each (as with a channel of
 // single events).
-type watcher struct {
+type Watcher struct {
 	f    *os.File // the inotify instance, non-blocking (the runtime's poller)
 	fd   int      // f's descriptor (f.Fd would make it blocking)
 	root string
@@ -46,25 +49,25 @@ const (
 	// watchMask: writes, and whatever changes the set of files.
 	watchMask = syscall.IN_MODIFY | syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MOVED_FROM |
 		syscall.IN_MOVED_TO | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF | syscall.IN_ONLYDIR
-	// maskWrite: a file was written (or truncated).
-	maskWrite = syscall.IN_MODIFY
-	// maskStructure: events that call for a scan.
-	maskStructure = syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO |
+	// MaskWrite: a file was written (or truncated).
+	MaskWrite = syscall.IN_MODIFY
+	// MaskStructure: events that call for a scan.
+	MaskStructure = syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO |
 		syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF
 	// chunkBytes holds a couple of thousand events; more stay queued in
 	// the kernel for the next read.
 	chunkBytes = 64 << 10
 )
 
-// errOverflow: the kernel's event queue overflowed and some events are lost.
-var errOverflow = errors.New("inotify event queue overflowed")
+// ErrOverflow: the kernel's event queue overflowed and some events are lost.
+var ErrOverflow = errors.New("inotify event queue overflowed")
 
-func newWatcher(root string) (*watcher, error) {
+func New(root string) (*Watcher, error) {
 	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("inotify: %w", err)
 	}
-	w := &watcher{
+	w := &Watcher{
 		f:       os.NewFile(uintptr(fd), "inotify"),
 		fd:      fd,
 		root:    filepath.Clean(root),
@@ -79,7 +82,7 @@ func newWatcher(root string) (*watcher, error) {
 	return w, nil
 }
 
-func (w *watcher) readLoop() {
+func (w *Watcher) readLoop() {
 	defer w.wg.Done()
 	for {
 		var buf []byte
@@ -99,11 +102,19 @@ func (w *watcher) readLoop() {
 	}
 }
 
-// sync makes the set of watched directories the root and dirs (absolute
+// Chunks delivers events as read(2) returned them, for Decode; it is
+// never closed, and drained by Close.
+func (w *Watcher) Chunks() <-chan []byte { return w.chunks }
+
+// Errs delivers the error that ended the reading of events, if any but
+// Close did.
+func (w *Watcher) Errs() <-chan error { return w.errs }
+
+// Sync makes the set of watched directories the root and dirs (absolute
 // paths, real directories: the finder follows no symbolic link, so neither do
 // watches); it returns whether it added any, and the directories it could
 // not watch. Running out of watches is one failure, on the root.
-func (w *watcher) sync(dirs []string) (added bool, failed []*fs.PathError) {
+func (w *Watcher) Sync(dirs []string) (added bool, failed []*fs.PathError) {
 	want := make(map[string]bool, len(dirs)+1)
 	want[w.root] = true
 	for _, d := range dirs {
@@ -146,10 +157,10 @@ func (w *watcher) sync(dirs []string) (added bool, failed []*fs.PathError) {
 	return added, failed
 }
 
-// decode calls fn for every event of a chunk with the path it is about
-// (valid until fn returns) and its mask; it returns errOverflow if the
+// Decode calls fn for every event of a chunk with the path it is about
+// (valid until fn returns) and its mask; it returns ErrOverflow if the
 // kernel dropped events. The chunk is reused afterwards.
-func (w *watcher) decode(chunk []byte, fn func(name []byte, mask uint32)) error {
+func (w *Watcher) Decode(chunk []byte, fn func(name []byte, mask uint32)) error {
 	defer func(c []byte) {
 		select {
 		case w.free <- c[:cap(c)]:
@@ -171,7 +182,7 @@ func (w *watcher) decode(chunk []byte, fn func(name []byte, mask uint32)) error 
 		}
 		switch {
 		case mask&syscall.IN_Q_OVERFLOW != 0:
-			err = errOverflow
+			err = ErrOverflow
 			continue
 		case mask&syscall.IN_IGNORED != 0:
 			// The watch is gone (its directory was deleted): a directory
@@ -197,9 +208,9 @@ func (w *watcher) decode(chunk []byte, fn func(name []byte, mask uint32)) error 
 	return err
 }
 
-// rel returns an event's path relative to the root and its depth there:
+// Rel returns an event's path relative to the root and its depth there:
 // 1 pod directory, 2 container directory, 3 log file.
-func (w *watcher) rel(name string) (string, int) {
+func (w *Watcher) Rel(name string) (string, int) {
 	r, err := filepath.Rel(w.root, name)
 	if err != nil || strings.HasPrefix(r, "..") {
 		return "", 0
@@ -208,7 +219,8 @@ func (w *watcher) rel(name string) (string, int) {
 	return r, strings.Count(r, "/") + 1
 }
 
-func (w *watcher) close() error {
+// Close stops watching; it returns once the goroutine reading events ended.
+func (w *Watcher) Close() error {
 	err := w.f.Close() // ends a blocked Read
 	// A chunk being handed over is dropped.
 	done := make(chan struct{})
