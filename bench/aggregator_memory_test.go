@@ -16,9 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podlogs/podlogs/internal/kubetest"
-	"github.com/podlogs/podlogs/internal/podfixture"
-	"github.com/podlogs/podlogs/internal/proctest"
+	"github.com/podlogs/podlogs/internal/testkit/kubetest"
+	"github.com/podlogs/podlogs/internal/testkit/podfixture"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 )
 
 // BenchmarkAggregatorMemory is the aggregator process's memory with N pods

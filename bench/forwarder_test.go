@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,8 +16,8 @@ import (
 	"time"
 
 	"github.com/podlogs/podlogs/internal/loggen"
-	"github.com/podlogs/podlogs/internal/proctest"
-	"github.com/podlogs/podlogs/internal/repo"
+	"github.com/podlogs/podlogs/internal/testkit/binaries"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 )
 
 // Issue 7, forwarder stages: the forwarder binary (built without -race) as a
@@ -107,18 +106,7 @@ func fwdBinary(tb testing.TB) string {
 	if dir := os.Getenv("PODLOGS_BENCH_FORWARDER_DIR"); dir != "" {
 		return dir
 	}
-	root, err := repo.Root()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := tb.TempDir()
-	cmd := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "./forwarder/cmd/forwarder")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("build forwarder: %v\n%s", err, out)
-	}
-	return dir
+	return binaries.Commands(tb, binaries.Fast, binaries.Forwarder)
 }
 
 // fwdLineCounter is the floor: it reads every file under root with a 64 KiB

@@ -8,16 +8,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
-	"github.com/podlogs/podlogs/internal/ostest"
-	"github.com/podlogs/podlogs/internal/proctest"
-	"github.com/podlogs/podlogs/internal/repo"
+	"github.com/podlogs/podlogs/internal/testkit/binaries"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 
@@ -29,46 +28,15 @@ import (
 // binaries of buildBinaries once every benchmark has run.
 func TestMain(m *testing.M) {
 	ostest.Main(m)
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	binaries.Clean()
 }
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
-
-// buildBinaries builds ./forwarder/cmd/forwarder, ./aggregator/cmd/aggregator
-// and ./cmd/loggen once per test binary, without the race detector (it would
-// measure the detector), and returns the directory holding them. Every
-// benchmark of the binary shares them; TestMain removes them at the end.
+// buildBinaries returns the directory of the plain (not race) builds of
+// the forwarder, the aggregator and loggen, shared by every benchmark of
+// the test binary: the race detector would measure itself.
 func buildBinaries(tb testing.TB) string {
 	tb.Helper()
-	binOnce.Do(func() {
-		root, err := repo.Root()
-		if err != nil {
-			binErr = err
-			return
-		}
-		binDir, err = os.MkdirTemp("", "podlogs-bench-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-trimpath", "-o", binDir+"/",
-			"./forwarder/cmd/forwarder", "./aggregator/cmd/aggregator", "./cmd/loggen")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("build binaries: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		tb.Fatal(binErr)
-	}
-	return binDir
+	return binaries.Commands(tb, binaries.Fast, binaries.Forwarder, binaries.Aggregator, binaries.Loggen)
 }
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:

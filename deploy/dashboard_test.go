@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/binaries"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
 )
 
 func TestMain(m *testing.M) { ostest.Main(m) }
@@ -342,10 +343,7 @@ func TestDashboardQueries(t *testing.T) {
 func installTemplate(t *testing.T, url, index string) {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "aggregator")
-	if out, err := exec.Command("go", "build", "-o", bin, "../aggregator/cmd/aggregator").CombinedOutput(); err != nil {
-		t.Fatalf("build the aggregator: %v\n%s", err, out)
-	}
+	bin := filepath.Join(binaries.Commands(t, binaries.Fast, binaries.Aggregator), "aggregator")
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, "--opensearch-url", url, "--index", index, "--data-dir", filepath.Join(dir, "data"),

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/podlogs/podlogs/internal/loggen"
-	"github.com/podlogs/podlogs/internal/ostest"
-	"github.com/podlogs/podlogs/internal/proctest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 )
 
 // TestE2EForwarderSIGKILL kills the forwarder at 20 random moments while

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/podlogs/podlogs/internal/loggen"
-	"github.com/podlogs/podlogs/internal/natsproc"
-	"github.com/podlogs/podlogs/internal/osnode"
-	"github.com/podlogs/podlogs/internal/ostest"
-	"github.com/podlogs/podlogs/internal/proctest"
+	"github.com/podlogs/podlogs/internal/testkit/natsproc"
+	"github.com/podlogs/podlogs/internal/testkit/osnode"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 )
 
 // Delivery under failure (issue 5): OpenSearch down for minutes, a full

@@ -18,10 +18,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/podlogs/podlogs/internal/kubetest"
 	"github.com/podlogs/podlogs/internal/loggen"
-	"github.com/podlogs/podlogs/internal/ostest"
-	"github.com/podlogs/podlogs/internal/proctest"
+	"github.com/podlogs/podlogs/internal/testkit/kubetest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 

@@ -4,78 +4,38 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/podlogs/podlogs/internal/kubetest"
-	"github.com/podlogs/podlogs/internal/ostest"
-	"github.com/podlogs/podlogs/internal/proctest"
-)
-
-var (
-	binDir   string
-	buildErr error
+	"github.com/podlogs/podlogs/internal/testkit/binaries"
+	"github.com/podlogs/podlogs/internal/testkit/kubetest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 )
 
 func TestMain(m *testing.M) {
-	// Build the binaries once, with the race detector where it is supported.
-	dir, err := os.MkdirTemp("", "podlogs-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	args := []string{"build", "-o", dir + "/"}
-	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
-		args = append(args, "-race")
-	}
-	args = append(args, "../forwarder/cmd/forwarder", "../aggregator/cmd/aggregator")
-	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-		buildErr = fmt.Errorf("build binaries: %v\n%s", err, out)
-	}
 	ostest.Main(m)
 	kubetest.Stop()
+	binaries.Clean()
 }
 
+// start starts the race-detector build of the binary name begins with.
 func start(t *testing.T, name string, args ...string) *proctest.Proc {
 	t.Helper()
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return startFrom(t, binDir, name, args...)
+	return startFrom(t, binaries.Commands(t, binaries.Race, binaries.Forwarder, binaries.Aggregator), name, args...)
 }
 
-var (
-	fastOnce sync.Once
-	fastDir  string
-	fastErr  error
-)
-
-// fastBinaries builds the binaries without the race detector, for load
-// tests where the detector's 5-10x slowdown would measure the detector.
+// fastBinaries is the plain build, for load tests where the detector's
+// 5-10x slowdown would measure the detector.
 func fastBinaries(t *testing.T) string {
 	t.Helper()
-	fastOnce.Do(func() {
-		fastDir = filepath.Join(binDir, "fast")
-		out, err := exec.Command("go", "build", "-o", fastDir+"/", "../forwarder/cmd/forwarder", "../aggregator/cmd/aggregator").CombinedOutput()
-		if err != nil {
-			fastErr = fmt.Errorf("build binaries: %v\n%s", err, out)
-		}
-	})
-	if fastErr != nil {
-		t.Fatal(fastErr)
-	}
-	return fastDir
+	return binaries.Commands(t, binaries.Fast, binaries.Forwarder, binaries.Aggregator)
 }
 
 // startFrom starts the binary of dir that name begins with (name

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/podlogs/podlogs/internal/loggen"
-	"github.com/podlogs/podlogs/internal/ostest"
-	"github.com/podlogs/podlogs/internal/proctest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 )
 
 // One pod's long lines must not stop a node's logs (issue 11). With the

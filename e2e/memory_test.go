@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/podlogs/podlogs/internal/loggen"
-	"github.com/podlogs/podlogs/internal/proctest"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 )
 
 // TestE2EForwarderMemory follows 5,000 files of which 10 are written to:

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/podlogs/podlogs/internal/loggen"
-	"github.com/podlogs/podlogs/internal/proctest"
-	"github.com/podlogs/podlogs/internal/tlsfiles/tlstest"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
+	"github.com/podlogs/podlogs/internal/testkit/tlstest"
 )
 
 // TestTLSMutual runs the built binaries with mutual TLS between them, the

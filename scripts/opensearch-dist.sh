@@ -4,7 +4,7 @@
 # Makes sure the OpenSearch integ-test distribution (a zip on Maven Central, no bundled JDK) is
 # unpacked at <cache_dir>/opensearch/opensearch-<version>/ and prints that directory on stdout.
 # Idempotent and safe to run concurrently (parallel test binaries call it through
-# internal/osnode). Needs Java and Maven; unzip is used when present.
+# internal/testkit/osnode). Needs Java and Maven; unzip is used when present.
 #
 #   OPENSEARCH_VERSION  distribution version (default 2.19.6)
 #   cache_dir           default: .cache in the repository root

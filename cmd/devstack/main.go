@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podlogs/podlogs/internal/osnode"
+	"github.com/podlogs/podlogs/internal/testkit/osnode"
 )
 
 func main() {

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/podlogs/podlogs/internal/testkit/tlstest"
 	"github.com/podlogs/podlogs/internal/tlsfiles"
-	"github.com/podlogs/podlogs/internal/tlsfiles/tlstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

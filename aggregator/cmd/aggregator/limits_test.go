@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/podlogs/podlogs/internal/natsproc"
-	"github.com/podlogs/podlogs/internal/ostest"
-	"github.com/podlogs/podlogs/internal/proctest"
+	"github.com/podlogs/podlogs/internal/testkit/natsproc"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/proctest"
 )
 
 func TestMain(m *testing.M) { ostest.Main(m) }

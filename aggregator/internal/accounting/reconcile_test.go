@@ -30,9 +30,9 @@ import (
 	"github.com/podlogs/podlogs/aggregator/internal/ingest"
 	"github.com/podlogs/podlogs/aggregator/internal/metacache"
 	"github.com/podlogs/podlogs/aggregator/internal/sink"
-	"github.com/podlogs/podlogs/internal/natstest"
-	"github.com/podlogs/podlogs/internal/ostest"
 	"github.com/podlogs/podlogs/internal/podpath"
+	"github.com/podlogs/podlogs/internal/testkit/natstest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 

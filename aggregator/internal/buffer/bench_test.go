@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/podlogs/podlogs/internal/natstest"
+	"github.com/podlogs/podlogs/internal/testkit/natstest"
 )
 
 // BenchmarkPublish measures what "one message per record" costs against

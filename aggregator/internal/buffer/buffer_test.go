@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/podlogs/podlogs/internal/docmsg"
-	"github.com/podlogs/podlogs/internal/natsproc"
-	"github.com/podlogs/podlogs/internal/natstest"
+	"github.com/podlogs/podlogs/internal/testkit/natsproc"
+	"github.com/podlogs/podlogs/internal/testkit/natstest"
 )
 
 // A full stream refuses publishes with 503 / 10077 "maximum bytes

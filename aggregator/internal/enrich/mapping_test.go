@@ -16,7 +16,7 @@ import (
 	"github.com/podlogs/podlogs/aggregator/internal/document"
 	"github.com/podlogs/podlogs/aggregator/internal/enrich"
 	"github.com/podlogs/podlogs/aggregator/internal/sink"
-	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
 )
 
 func TestMain(m *testing.M) { ostest.Main(m) }

@@ -27,8 +27,8 @@ import (
 	"github.com/podlogs/podlogs/aggregator/internal/metacache"
 	"github.com/podlogs/podlogs/internal/cri"
 	"github.com/podlogs/podlogs/internal/loggen"
-	"github.com/podlogs/podlogs/internal/natstest"
 	"github.com/podlogs/podlogs/internal/podpath"
+	"github.com/podlogs/podlogs/internal/testkit/natstest"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 

@@ -23,7 +23,7 @@ import (
 
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
 	"github.com/podlogs/podlogs/internal/docmsg"
-	"github.com/podlogs/podlogs/internal/natstest"
+	"github.com/podlogs/podlogs/internal/testkit/natstest"
 	podlogsv1 "github.com/podlogs/podlogs/proto/podlogs/v1"
 )
 

@@ -24,8 +24,8 @@ import (
 
 	"github.com/podlogs/podlogs/aggregator/internal/document"
 	"github.com/podlogs/podlogs/aggregator/internal/enrich"
-	"github.com/podlogs/podlogs/internal/podfixture"
 	"github.com/podlogs/podlogs/internal/podpath"
+	"github.com/podlogs/podlogs/internal/testkit/podfixture"
 )
 
 // realisticPod is the i-th pod of an EKS cluster (podfixture.RealisticPod),

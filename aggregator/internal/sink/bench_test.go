@@ -22,8 +22,8 @@ import (
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
 	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
 	"github.com/podlogs/podlogs/internal/docmsg"
-	"github.com/podlogs/podlogs/internal/natstest"
-	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/natstest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
 )
 
 // benchDocs are realistic documents (about 700 bytes, as enrichment makes them).

@@ -31,7 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
-	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
 )
 
 // pki is a CA and certificates it signed, written as PEM files.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/podlogs/podlogs/aggregator/internal/document"
 	"github.com/podlogs/podlogs/aggregator/internal/osrequest"
-	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
 )
 
 func TestValidateIndex(t *testing.T) {

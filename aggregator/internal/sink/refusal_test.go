@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/podlogs/podlogs/internal/docmsg"
-	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
 )
 
 // limitProxy forwards to the real node and answers 413 to a request body

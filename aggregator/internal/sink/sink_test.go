@@ -24,8 +24,8 @@ import (
 	"github.com/podlogs/podlogs/aggregator/internal/accounting"
 	"github.com/podlogs/podlogs/aggregator/internal/buffer"
 	"github.com/podlogs/podlogs/internal/docmsg"
-	"github.com/podlogs/podlogs/internal/natstest"
-	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/natstest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
 )
 
 func TestMain(m *testing.M) { ostest.Main(m) }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/opensearch-project/opensearch-go/v4"
 
-	"github.com/podlogs/podlogs/internal/ostest"
+	"github.com/podlogs/podlogs/internal/testkit/ostest"
 )
 
 // Stopping the sink while a bulk request is in flight: that request

@@ -34,7 +34,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/podlogs/podlogs/internal/repo"
+	"github.com/podlogs/podlogs/internal/testkit/repo"
 )
 
 // run is one `go test` command of a stage.

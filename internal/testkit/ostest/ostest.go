@@ -31,7 +31,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podlogs/podlogs/internal/osnode"
+	"github.com/podlogs/podlogs/internal/testkit/osnode"
 )
 
 // EnvURL names an OpenSearch server to use instead of starting one.

@@ -35,7 +35,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/podlogs/podlogs/internal/repo"
+	"github.com/podlogs/podlogs/internal/testkit/repo"
 )
 
 var (

@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/podlogs/podlogs/internal/osnode"
+	"github.com/podlogs/podlogs/internal/testkit/osnode"
 )
 
 // SecureVersion is the OpenSearch version NewSecureNode runs: the security plugin

@@ -26,53 +26,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/podlogs/podlogs/internal/testkit/binaries"
 )
-
-// Module is the package built into the binary.
-const Module = "github.com/nats-io/nats-server/v2"
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// Binary returns the path of a nats-server binary built from the module
-// version go.mod requires, building it on first use.
-func Binary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir := os.Getenv("PODLOGS_CACHE_DIR")
-		if dir != "" {
-			dir = filepath.Join(dir, "bin")
-		} else if dir, buildErr = os.MkdirTemp("", "podlogs-natsproc-"); buildErr != nil {
-			return
-		}
-		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/nats-io/nats-server/v2").Output()
-		if err != nil {
-			buildErr = fmt.Errorf("natsproc: find the nats-server version in go.mod: %w", err)
-			return
-		}
-		binPath = filepath.Join(dir, "nats-server-"+strings.TrimSpace(string(out)))
-		if _, err := os.Stat(binPath); err == nil {
-			return
-		}
-		// Build beside the target and rename: test binaries may build at once.
-		tmp := fmt.Sprintf("%s.tmp%d", binPath, os.Getpid())
-		if out, err := exec.Command("go", "build", "-o", tmp, Module).CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("natsproc: go build %s: %v\n%s", Module, err, out)
-			return
-		}
-		buildErr = os.Rename(tmp, binPath)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
 
 // Server is a nats-server process with JetStream and file storage.
 type Server struct {
@@ -90,7 +46,7 @@ type Server struct {
 // the text of a configuration file (for example "max_payload: 1MB").
 func Start(t testing.TB, conf ...string) *Server {
 	t.Helper()
-	s := &Server{bin: Binary(t), dir: t.TempDir(), port: freePort(t)}
+	s := &Server{bin: binaries.NATSServer(t), dir: t.TempDir(), port: freePort(t)}
 	if len(conf) > 0 {
 		s.conf = filepath.Join(s.dir, "nats-server.conf")
 		if err := os.WriteFile(s.conf, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {

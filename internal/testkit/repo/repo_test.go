@@ -14,7 +14,7 @@ func TestRoot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
 		t.Fatalf("Root() = %s, which holds no go.mod", root)
 	}
-	if _, err := os.Stat(filepath.Join(root, "internal", "repo", "repo.go")); err != nil {
+	if _, err := os.Stat(filepath.Join(root, "internal", "testkit", "repo", "repo.go")); err != nil {
 		t.Fatalf("Root() = %s is not this repository", root)
 	}
 }

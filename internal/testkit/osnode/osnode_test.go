@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/podlogs/podlogs/internal/osnode"
+	"github.com/podlogs/podlogs/internal/testkit/osnode"
 )
 
 // nodeDir returns a fresh working dir for a node. Not t.TempDir(): when the tests run as root

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/podlogs/podlogs/internal/osnode"
+	"github.com/podlogs/podlogs/internal/testkit/osnode"
 )
 
 func TestMain(m *testing.M) {

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/podlogs/podlogs/internal/repo"
+	"github.com/podlogs/podlogs/internal/testkit/repo"
 )
 
 // EnsureDistribution makes sure the OpenSearch distribution is unpacked under
