@@ -449,7 +449,7 @@ func (c config) sinkConfig(ledger *accounting.Ledger, maxPayload int64) sink.Con
 	return sink.Config{
 		Index: c.Index, Keys: keys, DeadLetter: c.DeadLetterIndex, Workers: c.BulkWorkers, BulkDocs: c.BulkDocs,
 		BulkBytes: c.BulkBytes, MaxDocumentBytes: c.MaxDocumentBytes, PullBytes: max(c.BulkBytes, 2*int(maxPayload)),
-		FlushInterval: c.FlushInterval, BackoffMin: 250 * time.Millisecond, BackoffMax: 30 * time.Second,
+		FlushInterval: c.FlushInterval,
 		MaxDeliveries: c.MaxDeliveries, Accounting: ledger, Mode: c.indexMode(), ISM: c.ismPolicy(),
 	}
 }
@@ -457,7 +457,7 @@ func (c config) sinkConfig(ledger *accounting.Ledger, maxPayload int64) sink.Con
 // ingestConfig is the forwarders' server's.
 func (c config) ingestConfig(ledger *accounting.Ledger) ingest.Config {
 	return ingest.Config{
-		AggregatorID: c.ID, MaxMessageBytes: c.MaxMessageBytes, ReadAheadBatches: 4, SubjectPrefix: c.SubjectPrefix,
+		AggregatorID: c.ID, MaxMessageBytes: c.MaxMessageBytes, SubjectPrefix: c.SubjectPrefix,
 		MessageBytes: c.MessageBytes, MaxDocumentBytes: c.MaxDocumentBytes, DataFields: c.dataFields(),
 		MaxStreamAge: c.MaxConnectionAge, Accounting: ledger,
 	}

@@ -58,7 +58,7 @@ type Config struct {
 	AggregatorID    string
 	MaxMessageBytes int
 	// ReadAheadBatches is how many batches of one stream are received while
-	// an earlier one is being published.
+	// an earlier one is being published (default 4).
 	ReadAheadBatches int
 	SubjectPrefix    string
 	// MessageBytes bounds a JetStream message: a batch's documents of one
@@ -115,6 +115,7 @@ type Server struct {
 // New returns a server publishing through pub. enrich may be nil: documents
 // then carry what the log file's path says.
 func New(cfg Config, pub Publisher, enrich Enricher, reg prometheus.Registerer, log *slog.Logger) *Server {
+	cfg.ReadAheadBatches = cmp.Or(cfg.ReadAheadBatches, 4)
 	return &Server{
 		cfg:      cfg,
 		pub:      pub,

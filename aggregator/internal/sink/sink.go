@@ -93,8 +93,10 @@ type Config struct {
 	// max_payload), or the pull stalls. 0: max(BulkBytes, 2 MiB).
 	PullBytes     int
 	FlushInterval time.Duration // longest wait to fill a batch
-	BackoffMin    time.Duration
-	BackoffMax    time.Duration
+	// BackoffMin and BackoffMax bound the waits after failed requests and
+	// the delays of redeliveries (defaults 250 ms and 30 s).
+	BackoffMin time.Duration
+	BackoffMax time.Duration
 	// MaxDeliveries: a document that OpenSearch still refuses with 429 or
 	// 5xx on its MaxDeliveries-th delivery goes to the dead-letter index.
 	// 0 retries forever.
@@ -136,6 +138,8 @@ type Sink struct {
 
 // New returns a sink writing what cons delivers to OpenSearch through client.
 func New(cfg Config, client *opensearch.Client, cons jetstream.Consumer, reg prometheus.Registerer, log *slog.Logger) *Sink {
+	cfg.BackoffMin = cmp.Or(cfg.BackoffMin, 250*time.Millisecond)
+	cfg.BackoffMax = cmp.Or(cfg.BackoffMax, 30*time.Second)
 	return &Sink{cfg: cfg, client: client, cons: cons, log: log, metrics: newMetrics(reg)}
 }
 

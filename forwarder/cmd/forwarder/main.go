@@ -119,8 +119,6 @@ func (c config) senderConfig() sender.Config {
 		Version:          version,
 		MaxInflightBytes: c.MaxInflightBytes,
 		MaxMessageBytes:  c.MaxMessageBytes,
-		BackoffMin:       200 * time.Millisecond,
-		BackoffMax:       10 * time.Second,
 		ErrorHint:        func(err error) string { return tlsfiles.ClientHint(err, c.TLS) },
 	}
 }
@@ -136,7 +134,6 @@ func (c config) readerConfig(filter *finder.Filter, firstStart bool) reader.Conf
 		ScanInterval:   c.ScanInterval,
 		PollInterval:   c.PollInterval,
 		ResyncInterval: c.ResyncInterval,
-		ReadBytes:      64 << 10, // per file per turn: fairness between busy and quiet pods
 		BatchBytes:     c.BatchBytes,
 		BatchRecords:   c.BatchRecords,
 		BatchLinger:    c.BatchLinger,

@@ -13,6 +13,7 @@
 package reader
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"path"
@@ -41,10 +42,12 @@ type Config struct {
 	// costs a stat or a read per file. 0 keeps ScanInterval and
 	// PollInterval.
 	ResyncInterval time.Duration
-	ReadBytes      int           // at most this much from one file per turn
-	BatchBytes     int           // flush a batch at this many record bytes
-	BatchRecords   int           // ... or this many records
-	BatchLinger    time.Duration // ... or when its oldest record waited this long
+	// ReadBytes is the most read from one file per turn (default 64 KiB):
+	// fairness between busy and quiet pods.
+	ReadBytes    int
+	BatchBytes   int           // flush a batch at this many record bytes
+	BatchRecords int           // ... or this many records
+	BatchLinger  time.Duration // ... or when its oldest record waited this long
 	// ReadDelay is how long a write notification waits before the files
 	// written are read: the writes of that while are read, batched and sent
 	// together. 0 reads at once. A backlog is read without delay.
@@ -120,6 +123,7 @@ type openFile struct {
 
 // New returns a reader; it opens nothing until Run.
 func New(cfg Config, store *checkpoint.Store, out Submitter, reg prometheus.Registerer, log *slog.Logger) *Reader {
+	cfg.ReadBytes = cmp.Or(cfg.ReadBytes, 64<<10)
 	m := newMetrics(reg)
 	return &Reader{
 		cfg:        cfg,

@@ -10,6 +10,7 @@
 package sender
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,8 +41,11 @@ type Config struct {
 	// (--max-message-bytes); checked against the limit each aggregator
 	// announces.
 	MaxMessageBytes int
-	BackoffMin      time.Duration
-	BackoffMax      time.Duration
+	// BackoffMin and BackoffMax bound the wait before a reconnect
+	// (defaults 200 ms and 10 s): a refused forwarder retries at most
+	// every 10 s.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
 	// ErrorHint, if set, says what the operator should fix for the error
 	// that ended a stream ("" when nothing specific), e.g. a refused TLS
 	// certificate; such errors are logged at error level with the fix.
@@ -83,6 +87,8 @@ type Sender struct {
 // New returns a sender over conn. conn should be created with a round-robin
 // balancer over a dns:/// target so that reconnects spread over replicas.
 func New(cfg Config, conn grpc.ClientConnInterface, onAck AckFunc, reg prometheus.Registerer, log *slog.Logger) *Sender {
+	cfg.BackoffMin = cmp.Or(cfg.BackoffMin, 200*time.Millisecond)
+	cfg.BackoffMax = cmp.Or(cfg.BackoffMax, 10*time.Second)
 	return &Sender{
 		cfg:     cfg,
 		client:  podlogsv1.NewIngestServiceClient(conn),
