@@ -113,7 +113,10 @@ func (w *writer) writeApart(ctx context.Context, msgs []*held, err error) {
 				errors.As(err, &se)
 				rejected = append(rejected, rejection{held: h, doc: h.docs[j], kind: kind, reason: err.Error(),
 					item: bulkItem{Status: se.Status, Error: &bulkError{Type: kind}}})
-			} else if err != nil || one.retry {
+			} else if err != nil {
+				h.retry = true // a passing failure: the message comes back whole
+				break
+			} else if one.retry {
 				h.retry = true
 			}
 		}
