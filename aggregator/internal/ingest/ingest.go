@@ -300,7 +300,7 @@ func (s *Server) publish(ctx context.Context, msgs []*nats.Msg, log *slog.Logger
 		keep := max(deadLetterKeepMin, min(deadLetterKeepMax, cmp.Or(s.cfg.MessageBytes, DefaultMessageBytes)/docs-64))
 		dl, err := docmsg.DeadLetter(m, "the buffer refused the message ("+refused.Reason+"): "+refused.Err.Error(), keep)
 		if err != nil {
-			return fmt.Errorf("BUG: a message of ours does not read back: %w", err)
+			panic("BUG: a message ingest wrote does not read back: " + err.Error())
 		}
 		letters = append(letters, dl)
 	}

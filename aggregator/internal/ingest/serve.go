@@ -35,9 +35,7 @@ func (s *Server) Listen(addr string, tls tlsfiles.Config, grace time.Duration, r
 		return nil, err
 	}
 	age := s.cfg.MaxStreamAge
-	gs := grpc.NewServer(
-		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
-		grpc.MaxSendMsgSize(1<<20),
+	gs := grpc.NewServer(append(s.ServerOptions(),
 		grpc.Creds(creds),
 		// Streams end at MaxStreamAge, gracefully, and the forwarder's
 		// balancer picks a replica for the next one. The connection is aged
@@ -50,7 +48,7 @@ func (s *Server) Listen(addr string, tls tlsfiles.Config, grace time.Duration, r
 			Time: 30 * time.Second, Timeout: 10 * time.Second,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	podlogsv1.RegisterIngestServiceServer(gs, s)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -104,12 +104,11 @@ func TestIngestDeadLettersGoToDeadLetterIndex(t *testing.T) {
 	for i := range 8 {
 		r.publish(t, fmt.Sprintf("id-%03d", i), doc(i, i))
 	}
-	var w docmsg.Writer
-	w.Reset(nil)
+	var refused []docmsg.Doc
 	for i := 8; i < 11; i++ {
-		w.End(append(w.Begin(fmt.Appendf(nil, "id-%03d", i)), doc(i, i)...))
+		refused = append(refused, docmsg.Doc{ID: fmt.Appendf(nil, "id-%03d", i), Data: []byte(doc(i, i))})
 	}
-	letter, err := docmsg.DeadLetter(w.Msg("t.docs.ui"), "the buffer refused the message (payload_too_large): nats: maximum payload exceeded", 40)
+	letter, err := docmsg.DeadLetter(message(refused), "the buffer refused the message (payload_too_large): nats: maximum payload exceeded", 40)
 	if err != nil {
 		t.Fatal(err)
 	}

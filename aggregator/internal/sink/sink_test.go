@@ -101,19 +101,25 @@ func (r *rig) publish(t *testing.T, id string, doc string) {
 	}
 }
 
+// message is ingest's message of docs for namespace ui.
+func message(docs []docmsg.Doc) *nats.Msg {
+	var w docmsg.Writer
+	w.Reset(nil)
+	for _, d := range docs {
+		w.End(append(w.Begin(d.ID), d.Data...))
+	}
+	return w.Msg("t.docs.ui")
+}
+
 // flush sends the documents published since the last message.
 func (r *rig) flush(t *testing.T) {
 	t.Helper()
 	if len(r.pending) == 0 {
 		return
 	}
-	var w docmsg.Writer
-	w.Reset(nil)
-	for _, d := range r.pending {
-		w.End(append(w.Begin(d.ID), d.Data...))
-	}
+	m := message(r.pending)
 	r.pending = r.pending[:0]
-	r.send(t, w.Msg("t.docs.ui"))
+	r.send(t, m)
 }
 
 func (r *rig) send(t *testing.T, m *nats.Msg) {
